@@ -1,0 +1,113 @@
+"""Service settings, read from the environment (and `.env`) by pydantic-settings.
+
+Every process (CLI, API, worker) builds one `Settings` and passes it down; nothing reads
+`os.environ` elsewhere, so a child process started by `upstream up` sees exactly what its
+parent resolved.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path.home() / ".upstream"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR, validation_alias=AliasChoices("UPSTREAM_DATA_DIR", "data_dir")
+    )
+    host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("UPSTREAM_HOST", "host"))
+    port: int = Field(
+        default=8000, ge=1, le=65535, validation_alias=AliasChoices("UPSTREAM_PORT", "port")
+    )
+
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
+    )
+    temporal_address: str | None = Field(
+        default=None, validation_alias=AliasChoices("TEMPORAL_ADDRESS", "temporal_address")
+    )
+    temporal_namespace: str = Field(
+        default="default", validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "temporal_namespace")
+    )
+    task_queue: str = Field(
+        default="upstream", validation_alias=AliasChoices("UPSTREAM_TASK_QUEUE", "task_queue")
+    )
+
+    # Active key first; old keys stay readable so stored secrets survive a rotation.
+    encryption_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ENCRYPTION_KEY", "encryption_key")
+    )
+    encryption_old_keys: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ENCRYPTION_OLD_KEYS", "encryption_old_keys")
+    )
+
+    github_client_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("GITHUB_CLIENT_ID", "github_client_id")
+    )
+    github_client_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("GITHUB_CLIENT_SECRET", "github_client_secret")
+    )
+
+    sandbox_provider: Literal["local", "daytona"] = Field(
+        default="local",
+        validation_alias=AliasChoices("UPSTREAM_SANDBOX_PROVIDER", "sandbox_provider"),
+    )
+    unsafe_local_sandbox: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("UPSTREAM_UNSAFE_LOCAL_SANDBOX", "unsafe_local_sandbox"),
+    )
+
+    max_request_bytes: int = Field(
+        default=1024 * 1024,
+        validation_alias=AliasChoices("UPSTREAM_MAX_REQUEST_BYTES", "max_request_bytes"),
+    )
+    git_timeout_seconds: float = Field(
+        default=30.0, validation_alias=AliasChoices("UPSTREAM_GIT_TIMEOUT", "git_timeout_seconds")
+    )
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg_dialect(cls, value: str | None) -> str | None:
+        """SQLAlchemy picks psycopg2 for a bare `postgresql://`; this service ships psycopg 3."""
+        if value is None or value == "":
+            return None
+        for prefix in ("postgresql://", "postgres://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    @property
+    def local_mode(self) -> bool:
+        """No OAuth configured: loopback only, unauthenticated requests act as the local admin."""
+        return not self.github_client_id
+
+    @cached_property
+    def sandboxes_dir(self) -> Path:
+        return self.data_dir / "sandboxes"
+
+    def require_database_url(self) -> str:
+        if self.database_url is None:
+            raise RuntimeError(
+                "DATABASE_URL is not set; run through `upstream up` or point it at PostgreSQL"
+            )
+        return self.database_url
+
+    def require_temporal_address(self) -> str:
+        if self.temporal_address is None:
+            raise RuntimeError(
+                "TEMPORAL_ADDRESS is not set; run through `upstream up` or point it at Temporal"
+            )
+        return self.temporal_address
