@@ -1,0 +1,21 @@
+"""All mapped tables; importing this package registers them on `Base.metadata`."""
+
+from db.models.base import Base
+from db.models.conversation import Event, Message, Turn
+from db.models.repos import Branch, Repo, Sandbox
+from db.models.users import CREDENTIAL_PROVIDERS, ApiToken, Credential, User, UserSettings
+
+__all__ = [
+    "CREDENTIAL_PROVIDERS",
+    "ApiToken",
+    "Base",
+    "Branch",
+    "Credential",
+    "Event",
+    "Message",
+    "Repo",
+    "Sandbox",
+    "Turn",
+    "User",
+    "UserSettings",
+]
