@@ -17,7 +17,6 @@ from api.routes import settings as settings_routes
 from api.state import AppState
 from config.settings import Settings
 from db.engine import build_engine, build_session_factory
-from db.users import LOCAL_ADMIN_LOGIN, get_or_create_user
 from security.crypto import keyring_from_settings
 from workflows.client import build_temporal_client
 
@@ -35,11 +34,6 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         engine = build_engine(settings.require_database_url())
         sessions = build_session_factory(engine)
-        if settings.local_mode:
-            async with sessions.begin() as session:
-                await get_or_create_user(
-                    session, LOCAL_ADMIN_LOGIN, is_admin=True, name="Local admin"
-                )
         state = AppState(
             settings=settings,
             engine=engine,

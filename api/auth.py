@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import Settings
 from db.models import ApiToken, User
-from db.users import LOCAL_ADMIN_LOGIN
+from db.users import LOCAL_ADMIN_LOGIN, get_or_create_user
 from security.tokens import hash_token
 
 # Writing last_used_at on every request would turn each read into a write.
@@ -52,7 +52,12 @@ async def authenticate(request: Request, session: AsyncSession, settings: Settin
             raise _unauthorized("local mode accepts unauthenticated requests from loopback only")
         user = await session.scalar(select(User).where(User.login == LOCAL_ADMIN_LOGIN))
         if user is None:
-            raise _unauthorized("the local admin user does not exist; run `upstream migrate`")
+            # Created on first use, not at start-up: the API must come up (and report the
+            # database as down in /api/health) even while PostgreSQL is unreachable.
+            user = await get_or_create_user(
+                session, LOCAL_ADMIN_LOGIN, is_admin=True, name="Local admin"
+            )
+            await session.commit()
         return user
     raise _unauthorized("authentication required")
 
