@@ -83,13 +83,10 @@ async def _drop_already_stored(session: AsyncSession, events: list[NewEvent]) ->
     ]
     if not keyed:
         return events
-    stored = set(
-        (
-            await session.execute(
-                select(Event.turn_id, Event.line_no).where(
-                    func.row(Event.turn_id, Event.line_no).in_(keyed)
-                )
-            )
-        ).tuples()
+    result = await session.execute(
+        select(Event.turn_id, Event.line_no).where(
+            func.row(Event.turn_id, Event.line_no).in_(keyed)
+        )
     )
+    stored = {(turn_id, line_no) for turn_id, line_no in result}
     return [e for e in events if (e.turn_id, e.line_no) not in stored]
