@@ -66,7 +66,7 @@ class SandboxActivities:
         )
         await with_heartbeats(self._clone(info, source.url, branch.base_branch, branch.name))
         await self._record_sandbox(ref, name, "started", info.workdir)
-        return SandboxReady(workdir=info.workdir, auto_stop_minutes=auto_stop)
+        return SandboxReady(workdir=info.workdir, auto_stop_seconds=auto_stop * 60)
 
     async def _clone(self, info: SandboxInfo, url: str, base: str, branch: str) -> None:
         """Clone once: a retry after a crash finds the checkout and leaves it alone."""

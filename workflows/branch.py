@@ -58,7 +58,7 @@ class BranchWorkflow:
             status=self._state.status,
             detail=self._state.detail,
             sandbox=self._state.sandbox,
-            auto_stop_minutes=self._state.auto_stop_minutes,
+            auto_stop_seconds=self._state.auto_stop_seconds,
             auto_stop_at=self._auto_stop_at,
         )
 
@@ -107,11 +107,11 @@ class BranchWorkflow:
                 BranchStatus.ERROR, _failure_message(err, "could not create the sandbox")
             )
             return
-        self._state.auto_stop_minutes = ready.auto_stop_minutes
+        self._state.auto_stop_seconds = ready.auto_stop_seconds
         await self._set_status(BranchStatus.IDLE, None, SandboxState.STARTED)
 
     async def _idle_with_sandbox(self) -> None:
-        idle = timedelta(minutes=self._state.auto_stop_minutes)
+        idle = timedelta(seconds=self._state.auto_stop_seconds)
         self._auto_stop_at = workflow.now() + idle
         watch = asyncio.create_task(
             workflow.execute_activity_method(
@@ -120,7 +120,9 @@ class BranchWorkflow:
                 start_to_close_timeout=_WATCH_TIMEOUT,
                 heartbeat_timeout=_HEARTBEAT,
                 retry_policy=_QUICK_RETRY,
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                # The watcher only reads: no cleanup to wait for, and waiting would cost up to a
+                # heartbeat interval before a stop or delete can proceed.
+                cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
             )
         )
         timed_out = False
@@ -151,10 +153,9 @@ class BranchWorkflow:
                 start_to_close_timeout=_QUICK,
                 retry_policy=_QUICK_RETRY,
             )
-            minutes = self._state.auto_stop_minutes
             await self._set_status(
                 BranchStatus.STOPPED,
-                f"sandbox stopped after {minutes} idle minutes",
+                f"sandbox stopped after {_duration(self._state.auto_stop_seconds)} idle",
                 SandboxState.STOPPED,
             )
 
@@ -195,3 +196,10 @@ def _failure_message(err: ActivityError, fallback: str) -> str:
     if isinstance(cause, ApplicationError) and cause.message:
         return cause.message
     return fallback
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 60 == 0:
+        minutes = seconds // 60
+        return f"{minutes} minute" + ("" if minutes == 1 else "s")
+    return f"{seconds} seconds"

@@ -40,7 +40,7 @@ class BranchWorkflowInput:
     status: BranchStatus = BranchStatus.CREATING
     detail: str | None = None
     sandbox: SandboxState = SandboxState.NONE
-    auto_stop_minutes: int = 10
+    auto_stop_seconds: int = 600
 
 
 @dataclass(frozen=True)
@@ -49,14 +49,15 @@ class BranchSnapshot:
     status: BranchStatus
     detail: str | None
     sandbox: SandboxState
-    auto_stop_minutes: int
+    auto_stop_seconds: int
     auto_stop_at: datetime | None
 
 
 @dataclass(frozen=True)
 class SandboxReady:
     workdir: str
-    auto_stop_minutes: int
+    # Seconds, not minutes: the owner's setting is in minutes, tests need shorter timers.
+    auto_stop_seconds: int
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def branch_out(branch: Branch, snapshot: BranchSnapshot | None = None) -> Branch
         out.status, out.status_detail = snapshot.status, snapshot.detail
         out.sandbox = SandboxOut(
             state=snapshot.sandbox,
-            auto_stop_minutes=snapshot.auto_stop_minutes,
+            auto_stop_seconds=snapshot.auto_stop_seconds,
             auto_stop_at=snapshot.auto_stop_at,
         )
     return out

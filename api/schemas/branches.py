@@ -32,7 +32,7 @@ class BranchPatch(BaseModel):
 
 class SandboxOut(BaseModel):
     state: SandboxState
-    auto_stop_minutes: int | None = None
+    auto_stop_seconds: int | None = None
     auto_stop_at: datetime | None = None
 
 

@@ -1,0 +1,170 @@
+"""BranchWorkflow's timers and transitions on the dev server, with stand-in activities.
+
+The time-skipping test server cannot register search attributes, which the workflow upserts;
+short idle intervals (the activity reports seconds) keep these tests fast instead."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from temporalio import activity
+from temporalio.client import WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from workflows.branch import BranchWorkflow
+from workflows.types import (
+    BranchRef,
+    BranchStatus,
+    BranchStatusUpdate,
+    BranchWorkflowInput,
+    SandboxReady,
+    SandboxState,
+    SandboxWatchResult,
+)
+
+
+class FakeSandboxActivities:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.statuses: list[BranchStatusUpdate] = []
+        self.create_error: str | None = None
+        self.sandbox_dies = asyncio.Event()
+        self.auto_stop = 600
+
+    @activity.defn(name="create_sandbox")
+    async def create_sandbox(self, ref: BranchRef) -> SandboxReady:
+        self.calls.append("create")
+        if self.create_error:
+            raise ApplicationError(self.create_error, type="SandboxSetupFailed", non_retryable=True)
+        return SandboxReady(workdir="/home/agent/workspace", auto_stop_seconds=self.auto_stop)
+
+    @activity.defn(name="watch_sandbox")
+    async def watch_sandbox(self, ref: BranchRef) -> SandboxWatchResult:
+        self.calls.append("watch")
+        while not self.sandbox_dies.is_set():
+            activity.heartbeat()
+            try:
+                await asyncio.wait_for(self.sandbox_dies.wait(), 0.2)
+            except TimeoutError:
+                continue
+        return SandboxWatchResult(alive=False, detail="the sandbox stopped unexpectedly")
+
+    @activity.defn(name="stop_sandbox")
+    async def stop_sandbox(self, ref: BranchRef) -> None:
+        self.calls.append("stop")
+
+    @activity.defn(name="delete_sandbox")
+    async def delete_sandbox(self, ref: BranchRef) -> None:
+        self.calls.append("delete")
+
+    @activity.defn(name="record_branch_status")
+    async def record_branch_status(self, update: BranchStatusUpdate) -> None:
+        self.statuses.append(update)
+
+    def all(self) -> list[object]:
+        return [
+            self.create_sandbox,
+            self.watch_sandbox,
+            self.stop_sandbox,
+            self.delete_sandbox,
+            self.record_branch_status,
+        ]
+
+
+async def _start(
+    env: WorkflowEnvironment, fakes: FakeSandboxActivities
+) -> tuple[Worker, WorkflowHandle[BranchWorkflow, None]]:
+    queue = f"tq-{uuid.uuid4()}"
+    worker = Worker(
+        env.client, task_queue=queue, workflows=[BranchWorkflow], activities=fakes.all()
+    )
+    ref = BranchRef(branch_id=str(uuid.uuid4()), user_id="u", repo_id="r")
+    handle = await env.client.start_workflow(
+        BranchWorkflow.run,
+        BranchWorkflowInput(branch=ref),
+        id=f"branch-{ref.branch_id}",
+        task_queue=queue,
+    )
+    return worker, handle
+
+
+async def _until(handle: WorkflowHandle[BranchWorkflow, None], status: BranchStatus) -> None:
+    for _ in range(300):
+        if (await handle.query(BranchWorkflow.snapshot)).status is status:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never reached {status}")
+
+
+async def test_idle_sandbox_is_stopped_after_the_owners_interval(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeSandboxActivities()
+    fakes.auto_stop = 3
+    worker, handle = await _start(temporal_env, fakes)
+    async with worker:
+        await _until(handle, BranchStatus.IDLE)
+        snapshot = await handle.query(BranchWorkflow.snapshot)
+        assert snapshot.sandbox is SandboxState.STARTED
+        assert snapshot.auto_stop_seconds == 3
+        assert snapshot.auto_stop_at is not None
+
+        await asyncio.sleep(1.5)
+        assert "stop" not in fakes.calls
+        await _until(handle, BranchStatus.STOPPED)
+        assert fakes.calls.count("stop") == 1
+        snapshot = await handle.query(BranchWorkflow.snapshot)
+        assert snapshot.sandbox is SandboxState.STOPPED
+        assert snapshot.detail == "sandbox stopped after 3 seconds idle"
+        assert [s.status for s in fakes.statuses] == [BranchStatus.IDLE, BranchStatus.STOPPED]
+
+        await handle.signal(BranchWorkflow.request_delete)
+        await handle.result()
+    assert fakes.calls[-1] == "delete"
+
+
+async def test_delete_while_idle_deletes_the_sandbox(temporal_env: WorkflowEnvironment) -> None:
+    fakes = FakeSandboxActivities()
+    worker, handle = await _start(temporal_env, fakes)
+    async with worker:
+        await _until(handle, BranchStatus.IDLE)
+        await handle.signal(BranchWorkflow.request_delete)
+        await handle.result()
+    assert fakes.calls[0] == "create"
+    assert fakes.calls[-1] == "delete"
+    assert "stop" not in fakes.calls
+
+
+async def test_a_sandbox_that_dies_is_reported_stopped(temporal_env: WorkflowEnvironment) -> None:
+    fakes = FakeSandboxActivities()
+    worker, handle = await _start(temporal_env, fakes)
+    async with worker:
+        await _until(handle, BranchStatus.IDLE)
+        fakes.sandbox_dies.set()
+        await _until(handle, BranchStatus.STOPPED)
+        snapshot = await handle.query(BranchWorkflow.snapshot)
+        assert snapshot.detail == "the sandbox stopped unexpectedly"
+        assert snapshot.sandbox is SandboxState.STOPPED
+        assert "stop" not in fakes.calls
+        await handle.signal(BranchWorkflow.request_delete)
+        await handle.result()
+
+
+async def test_failed_creation_is_an_error_with_the_reason(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeSandboxActivities()
+    fakes.create_error = "git clone failed: remote branch main not found"
+    worker, handle = await _start(temporal_env, fakes)
+    async with worker:
+        await _until(handle, BranchStatus.ERROR)
+        snapshot = await handle.query(BranchWorkflow.snapshot)
+        assert snapshot.detail == "git clone failed: remote branch main not found"
+        assert snapshot.sandbox is SandboxState.NONE
+        assert fakes.calls == ["create"]
+        await handle.signal(BranchWorkflow.request_delete)
+        await handle.result()
+    assert fakes.calls == ["create", "delete"]
