@@ -111,7 +111,7 @@ def settings(
         data_dir=tmp_path_factory.mktemp("data"),
         database_url=database_url,
         temporal_address=temporal_env.client.service_client.config.target_host,
-        encryption_key=generate_key(),  # type: ignore[arg-type]
+        encryption_key=generate_key(),
         task_queue=f"tq-{uuid.uuid4()}",
         git_timeout_seconds=15,
     )

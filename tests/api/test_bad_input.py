@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -43,7 +44,7 @@ async def test_two_megabyte_body_is_413_and_changes_nothing(
     assert response.status_code == 413
     assert "too large" in response.json()["detail"]
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(32):
             yield b"a" * (64 * 1024)
 

@@ -68,6 +68,6 @@ def test_local_mode_key_is_generated_once_with_private_mode(tmp_path: Path) -> N
 
 def test_configured_key_wins_over_the_data_dir(tmp_path: Path) -> None:
     key = generate_key()
-    ring = keyring_from_settings(Settings(data_dir=tmp_path, encryption_key=key))  # type: ignore[arg-type]
+    ring = keyring_from_settings(Settings(data_dir=tmp_path, encryption_key=key))
     assert ring.active_key_id == Keyring(key).active_key_id
     assert not (tmp_path / "encryption.key").exists()

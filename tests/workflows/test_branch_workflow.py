@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from temporalio import activity
 from temporalio.client import WorkflowHandle
@@ -64,7 +66,7 @@ class FakeSandboxActivities:
     async def record_branch_status(self, update: BranchStatusUpdate) -> None:
         self.statuses.append(update)
 
-    def all(self) -> list[object]:
+    def all(self) -> list[Callable[..., Any]]:
         return [
             self.create_sandbox,
             self.watch_sandbox,
