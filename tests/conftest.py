@@ -10,18 +10,24 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
+from asgi_lifespan import LifespanManager
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from api.app import create_app
 from config.settings import Settings
 from db.engine import SessionFactory, build_engine, build_session_factory
 from db.migrate import upgrade_to_head
+from db.users import get_or_create_user, issue_token_for
 from security.crypto import generate_key
 from stack.postgres import EmbeddedPostgres
 from workflows.search_attributes import ALL_KEYS
@@ -118,8 +124,8 @@ def settings(
 
 
 @pytest.fixture(scope="session")
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = build_engine(settings.require_database_url(), pool_size=5)
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = build_engine(database_url, pool_size=5)
     yield engine
     await engine.dispose()
 
@@ -167,3 +173,43 @@ def git_remote(tmp_path: Path) -> Path:
     bare = tmp_path / "remote.git"
     _git(tmp_path, "clone", "-q", "--bare", str(work), str(bare))
     return bare
+
+
+@dataclass(frozen=True)
+class Caller:
+    login: str
+    headers: dict[str, str]
+
+
+@pytest.fixture
+async def api(
+    settings: Settings, temporal_env: WorkflowEnvironment, clean_db: None
+) -> AsyncIterator[httpx.AsyncClient]:
+    async def connect(_: Settings) -> Client:
+        return temporal_env.client
+
+    app = create_app(settings, temporal_connect=connect)
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://test"
+        ) as client,
+    ):
+        yield client
+
+
+async def _caller(sessions: SessionFactory, login: str) -> Caller:
+    async with sessions.begin() as session:
+        user = await get_or_create_user(session, login)
+        issued = await issue_token_for(session, user, "tests")
+    return Caller(login, {"Authorization": f"Bearer {issued.token}"})
+
+
+@pytest.fixture
+async def alice(api: httpx.AsyncClient, sessions: SessionFactory) -> Caller:
+    return await _caller(sessions, "alice")
+
+
+@pytest.fixture
+async def bob(api: httpx.AsyncClient, sessions: SessionFactory) -> Caller:
+    return await _caller(sessions, "bob")

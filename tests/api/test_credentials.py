@@ -5,7 +5,7 @@ from sqlalchemy import select
 
 from db.engine import SessionFactory
 from db.models import Credential
-from tests.api.conftest import Caller
+from tests.conftest import Caller
 
 SECRET = "sk-ant-test-0123456789abcdef-WXYZ"
 

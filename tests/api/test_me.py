@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.api.conftest import Caller
+from tests.conftest import Caller
 
 
 async def test_local_mode_request_is_local_admin(api: httpx.AsyncClient) -> None:

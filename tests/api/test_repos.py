@@ -4,8 +4,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.api.conftest import Caller
-from tests.conftest import free_port
+from tests.conftest import Caller, free_port
 
 
 async def test_add_local_repo_detects_default_branch(

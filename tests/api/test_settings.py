@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.api.conftest import Caller
+from tests.conftest import Caller
 
 
 async def test_settings_defaults_and_patch(api: httpx.AsyncClient, alice: Caller) -> None:

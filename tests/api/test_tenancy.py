@@ -13,8 +13,7 @@ from api.app import create_app
 from config.settings import Settings
 from db.engine import SessionFactory
 from db.users import get_or_create_user
-from tests.api.conftest import Caller
-from tests.conftest import TABLES
+from tests.conftest import TABLES, Caller
 
 # A valid body for every route that takes one, so validation cannot answer before tenancy does.
 BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
