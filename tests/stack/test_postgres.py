@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -172,3 +173,29 @@ def test_embedded_servers_postgres_only(data_dir: Path) -> None:
     finally:
         servers.stop()
     assert data_dir.stat().st_mode & 0o077 in (0, 0o001)  # 0700, +o+x as root for pgdata
+
+
+def test_crashed_server_is_reported_and_restartable(data_dir: Path) -> None:
+    servers = EmbeddedServers(data_dir, temporal_address="temporal.example:7233")
+    try:
+        resolved = servers.start()
+        conninfo = resolved.database_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("CREATE TABLE t (n int)")
+            conn.execute("INSERT INTO t VALUES (1)")
+        assert servers.postgres is not None and servers.postgres.pid is not None
+        os.kill(servers.postgres.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while servers.dead() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        dead = servers.dead()
+        assert dead is not None and dead.name == "postgres" and dead.exit_code == -9
+        # Backends notice the postmaster's death and exit; the stale pid file stays behind.
+        assert wait_gone([p.pid for p in processes_using(servers.postgres.pgdata)]) == []
+        servers.stop()
+        resolved = servers.start()
+        with psycopg.connect(conninfo) as conn:
+            assert conn.execute("SELECT n FROM t").fetchall() == [(1,)]
+    finally:
+        servers.stop()

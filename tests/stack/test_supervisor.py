@@ -23,7 +23,7 @@ import psutil
 import psycopg
 import pytest
 
-from tests.stack.conftest import alive, free_port, wait_gone
+from tests.stack.conftest import free_port, wait_gone
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,6 +41,7 @@ if command == "migrate":
         print("boom: relation does not exist", file=sys.stderr)
         sys.exit(3)
     if mode == "migrate-slow":
+        print("migrating slowly", flush=True)
         time.sleep(120)
     print("migrated")
 elif command == "worker":
@@ -265,7 +266,7 @@ def test_stop_request_during_startup(launch: Launch, data_dir: Path) -> None:
     up = launch(mode="migrate-slow", external=True)
     log = data_dir / "logs" / "migrate.log"
     deadline = time.monotonic() + 60
-    while "cli migrate" not in (log.read_text() if log.exists() else ""):
+    while "migrating slowly" not in (log.read_text() if log.exists() else ""):
         assert time.monotonic() < deadline and up.proc.poll() is None, up.output()
         time.sleep(0.05)
     kids = up.descendants()
@@ -274,4 +275,3 @@ def test_stop_request_during_startup(launch: Launch, data_dir: Path) -> None:
     assert up.wait(timeout=60) == 0, up.output()
     assert wait_gone(kids) == []
     assert "Start-up interrupted" in up.output()
-    assert not alive(kids[0])
