@@ -17,6 +17,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_DATA_DIR = Path.home() / ".upstream"
 
 
+class ConfigurationError(RuntimeError):
+    """A required setting is missing or unusable; the message says which and what to do."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
@@ -100,14 +104,14 @@ class Settings(BaseSettings):
 
     def require_database_url(self) -> str:
         if self.database_url is None:
-            raise RuntimeError(
+            raise ConfigurationError(
                 "DATABASE_URL is not set; run through `upstream up` or point it at PostgreSQL"
             )
         return self.database_url
 
     def require_temporal_address(self) -> str:
         if self.temporal_address is None:
-            raise RuntimeError(
+            raise ConfigurationError(
                 "TEMPORAL_ADDRESS is not set; run through `upstream up` or point it at Temporal"
             )
         return self.temporal_address

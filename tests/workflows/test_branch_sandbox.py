@@ -20,13 +20,14 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
+from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
 from db.engine import SessionFactory
 from db.models import Event, Sandbox
 from sandboxes.base import SandboxNotFound, SandboxStatus
 from sandboxes.local import LocalSandboxProvider
-from workflows.ids import sandbox_name
+from workflows.ids import branch_workflow_id, sandbox_name
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
 
@@ -137,6 +138,7 @@ async def test_branch_gets_a_sandbox_with_the_repo_on_the_new_branch(
     git_remote: Path,
     sessions: SessionFactory,
     settings: Settings,
+    temporal_env: WorkflowEnvironment,
 ) -> None:
     branch = await _create_branch(api, git_remote)
     ready = await _wait_for(api, branch["id"], "idle")
@@ -155,6 +157,12 @@ async def test_branch_gets_a_sandbox_with_the_repo_on_the_new_branch(
         statuses = [e.payload["status"] for e in await session.scalars(select(Event))]
     assert row is not None and row.status == "started" and row.workdir == info.workdir
     assert statuses == ["idle"]
+    # Operators find branches in the Temporal UI by owner, repo and status.
+    query = (
+        f"OwnerId = '{row.user_id}' AND RepoId = '{branch['repo_id']}' "
+        f"AND BranchStatus = 'idle' AND WorkflowKind = 'branch'"
+    )
+    assert await _listed(temporal_env, query) == [branch_workflow_id(branch["id"])]
 
     # Killed from outside: the branch must not keep claiming a running sandbox.
     os.kill(_bwrap_pid(settings, branch["id"]), signal.SIGKILL)
@@ -167,6 +175,17 @@ async def test_branch_gets_a_sandbox_with_the_repo_on_the_new_branch(
 
     assert (await api.delete(f"/api/branches/{branch['id']}")).status_code == 204
     await _gone(provider, name)
+
+
+async def _listed(env: WorkflowEnvironment, query: str) -> list[str]:
+    """Visibility is eventually consistent: poll briefly."""
+    ids: list[str] = []
+    for _ in range(40):
+        ids = [wf.id async for wf in env.client.list_workflows(query)]
+        if ids:
+            return ids
+        await asyncio.sleep(0.25)
+    return ids
 
 
 async def _gone(provider: LocalSandboxProvider, name: str) -> None:
