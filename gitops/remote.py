@@ -77,6 +77,9 @@ async def probe_remote(url: str, *, timeout: float = 30.0) -> RemoteInfo:
     return RemoteInfo(default_branch=default, branches=branches)
 
 
-async def remote_branch_exists(url: str, branch: str, *, timeout: float = 30.0) -> bool:
-    output = await _ls_remote(["--heads", "--", url, f"refs/heads/{branch}"], timeout)
-    return any(line.endswith(f"\trefs/heads/{branch}") for line in output.splitlines())
+async def existing_branches(url: str, *branches: str, timeout: float = 30.0) -> set[str]:
+    """Which of `branches` exist on the remote, in one round trip."""
+    patterns = [f"refs/heads/{branch}" for branch in branches]
+    output = await _ls_remote(["--heads", "--", url, *patterns], timeout)
+    found = {line.split("\trefs/heads/", 1)[1] for line in output.splitlines() if "\t" in line}
+    return found & set(branches)

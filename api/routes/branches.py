@@ -19,7 +19,7 @@ from api.schemas.branches import BranchCreate, BranchOut, BranchPatch, SandboxOu
 from db.models import Branch, Repo
 from gitops.names import generate_branch_name
 from gitops.refs import InvalidRefName, validate_branch_name
-from gitops.remote import GitRemoteError, remote_branch_exists
+from gitops.remote import GitRemoteError, existing_branches
 from workflows.types import BranchSnapshot, BranchStatus
 
 repo_router = APIRouter(prefix="/repos/{repo_id}/branches", tags=["branches"])
@@ -83,14 +83,17 @@ async def create_branch(
         raise HTTPException(status.HTTP_409_CONFLICT, f"branch {name!r} already exists")
 
     try:
-        if not await remote_branch_exists(repo.url, base, timeout=settings.git_timeout_seconds):
-            raise _unprocessable(f"base branch {base!r} does not exist on the remote")
-        if await remote_branch_exists(repo.url, name, timeout=settings.git_timeout_seconds):
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, f"branch {name!r} already exists on the remote"
-            )
+        on_remote = await existing_branches(
+            repo.url, base, name, timeout=settings.git_timeout_seconds
+        )
     except GitRemoteError as exc:
         raise _unprocessable(str(exc)) from exc
+    if base not in on_remote:
+        raise _unprocessable(f"base branch {base!r} does not exist on the remote")
+    if name in on_remote:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"branch {name!r} already exists on the remote"
+        )
 
     branch = Branch(
         user_id=scope.user_id,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from gitops.remote import GitRemoteError, probe_remote, remote_branch_exists
+from gitops.remote import GitRemoteError, existing_branches, probe_remote
 from tests.conftest import free_port
 
 
@@ -15,8 +15,9 @@ async def test_probe_detects_default_branch(git_remote: Path) -> None:
 
 
 async def test_branch_existence(git_remote: Path) -> None:
-    assert await remote_branch_exists(str(git_remote), "develop")
-    assert not await remote_branch_exists(str(git_remote), "nope")
+    found = await existing_branches(str(git_remote), "develop", "nope", "main")
+    assert found == {"develop", "main"}
+    assert await existing_branches(str(git_remote), "nope") == set()
 
 
 async def test_unreachable_remotes_raise_readable_errors(tmp_path: Path) -> None:
