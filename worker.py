@@ -11,7 +11,6 @@ import signal
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sandboxes.registry import build_provider
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
@@ -24,6 +23,7 @@ from activities.sandbox import SandboxActivities
 from config.settings import Settings
 from db.engine import SessionFactory, build_engine, build_session_factory
 from sandboxes.base import SandboxProvider
+from sandboxes.registry import build_provider
 from workflows.branch import BranchWorkflow
 from workflows.client import build_temporal_client
 from workflows.search_attributes import ALL_KEYS
