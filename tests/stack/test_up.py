@@ -9,12 +9,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 import psycopg
 
+from config.settings import Settings
 from tests.stack.conftest import free_port, wait_gone
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,9 +27,18 @@ def _output(out: Path, err: Path) -> str:
     return f"--- stdout\n{out.read_text()}\n--- stderr\n{err.read_text()}"
 
 
-def _run_once(data_dir: Path, port: int, tmp: Path, n: int) -> dict[str, int]:
-    """Start `upstream up`, wait for health, SIGINT it, check nothing is left; return its ports."""
+def _run_once(
+    data_dir: Path,
+    port: int,
+    tmp: Path,
+    n: int,
+    during: Callable[[], None] = lambda: None,
+    external: dict[str, str] | None = None,
+) -> dict[str, int]:
+    """Start `upstream up`, wait for health, run `during`, SIGINT it, check nothing is left;
+    return its ports. With `external` (DATABASE_URL, TEMPORAL_ADDRESS) nothing is embedded."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS")}
+    env.update(external or {})
     out, err = tmp / f"up{n}.out", tmp / f"up{n}.err"
     with out.open("wb") as fo, err.open("wb") as fe:
         proc = subprocess.Popen(
@@ -57,7 +69,16 @@ def _run_once(data_dir: Path, port: int, tmp: Path, n: int) -> dict[str, int]:
 
         kids = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
         cmdlines = " ".join(" ".join(psutil.Process(p).cmdline()) for p in kids)
-        for part in ("postgres", "start-dev", "cli worker", "cli api"):
+        for part in ("cli worker", "cli api"):
+            assert part in cmdlines, cmdlines
+        during()
+        if external:
+            assert "postgres" not in cmdlines and "start-dev" not in cmdlines, cmdlines
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=90) == 0, _output(out, err)
+            assert wait_gone(kids) == [], _output(out, err)
+            return {}
+        for part in ("postgres", "start-dev"):
             assert part in cmdlines, cmdlines
 
         ports: dict[str, int] = json.loads((data_dir / "ports.json").read_text())
@@ -80,10 +101,55 @@ def _run_once(data_dir: Path, port: int, tmp: Path, n: int) -> dict[str, int]:
             wait_gone(kids)
 
 
-def test_up_twice_reuses_everything(tmp_path: Path, data_dir: Path) -> None:
+def test_up_twice_reuses_everything(tmp_path: Path, data_dir: Path, git_remote: Path) -> None:
     port = free_port()
-    first = _run_once(data_dir, port, tmp_path, 1)
-    second = _run_once(data_dir, port, tmp_path, 2)
+    api = f"http://127.0.0.1:{port}/api"
+    created: dict[str, str] = {}
+
+    def create_branch() -> None:
+        repo = httpx.post(f"{api}/repos", json={"url": str(git_remote)}, timeout=30)
+        assert repo.status_code == 201, repo.text
+        branch = httpx.post(f"{api}/repos/{repo.json()['id']}/branches", json={}, timeout=30)
+        assert branch.status_code == 201, branch.text
+        created["branch"] = branch.json()["id"]
+        _wait_live_idle(api, created["branch"])
+
+    def branch_survived() -> None:
+        assert [r["url"] for r in httpx.get(f"{api}/repos", timeout=10).json()] == [str(git_remote)]
+        # The workflow picked up where it was: answers queries, sandbox still started.
+        assert _wait_live_idle(api, created["branch"])["sandbox"]["state"] == "started"
+        assert httpx.delete(f"{api}/branches/{created['branch']}", timeout=30).status_code == 204
+
+    first = _run_once(data_dir, port, tmp_path, 1, during=create_branch)
+    second = _run_once(data_dir, port, tmp_path, 2, during=branch_survived)
     assert second == first
     assert (data_dir / "postgres" / "PG_VERSION").exists()
     assert (data_dir / "temporal" / "temporal.db").exists()
+
+
+def _wait_live_idle(api: str, branch_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 90
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        body = httpx.get(f"{api}/branches/{branch_id}", timeout=10).json()
+        if body["status"] == "idle" and body["sandbox"]:
+            return body
+        time.sleep(0.25)
+    raise AssertionError(f"branch not idle: {body}")
+
+
+def test_up_with_external_servers_embeds_nothing(
+    tmp_path: Path, data_dir: Path, settings: Settings
+) -> None:
+    external = {
+        "DATABASE_URL": settings.require_database_url(),
+        "TEMPORAL_ADDRESS": settings.require_temporal_address(),
+    }
+
+    def healthy() -> None:
+        assert httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=10).json()["status"] == "ok"
+
+    port = free_port()
+    _run_once(data_dir, port, tmp_path, 1, during=healthy, external=external)
+    assert not (data_dir / "postgres").exists()
+    assert not (data_dir / "temporal").exists()
