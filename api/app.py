@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.responses import RedirectResponse
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
@@ -61,6 +62,12 @@ def create_app(
     api.include_router(branches.repo_router)
     api.include_router(branches.router)
     app.include_router(api)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        # The web client is served here once it exists; until then, the API reference.
+        return RedirectResponse("/docs")
+
     return app
 
 

@@ -22,3 +22,10 @@ async def test_openapi_document_lists_the_contract(api: httpx.AsyncClient) -> No
     }
     for path, methods in expected.items():
         assert methods <= set(paths[path]), path
+
+
+async def test_root_points_at_the_api_reference(api: httpx.AsyncClient) -> None:
+    response = await api.get("/")
+    assert response.status_code == 307
+    assert response.headers["location"] == "/docs"
+    assert (await api.get("/docs")).status_code == 200
