@@ -25,6 +25,7 @@ class NewEvent:
     payload: dict[str, Any]
     turn_id: uuid.UUID | None = None
     line_no: int | None = None
+    part: int = 0
 
 
 async def append_events(
@@ -62,13 +63,14 @@ async def append_events(
                     "seq": seq,
                     "turn_id": event.turn_id,
                     "line_no": event.line_no,
+                    "part": event.part,
                     "kind": event.kind,
                     "payload": event.payload,
                 }
                 for seq, event in zip(seqs, fresh, strict=True)
             ]
         )
-        .on_conflict_do_nothing(index_elements=["turn_id", "line_no"])
+        .on_conflict_do_nothing(index_elements=["turn_id", "line_no", "part"])
     )
     await session.execute(
         text("SELECT pg_notify(:channel, :payload)"),
@@ -79,14 +81,16 @@ async def append_events(
 
 async def _drop_already_stored(session: AsyncSession, events: list[NewEvent]) -> list[NewEvent]:
     keyed = [
-        (e.turn_id, e.line_no) for e in events if e.turn_id is not None and e.line_no is not None
+        (e.turn_id, e.line_no, e.part)
+        for e in events
+        if e.turn_id is not None and e.line_no is not None
     ]
     if not keyed:
         return events
     result = await session.execute(
-        select(Event.turn_id, Event.line_no).where(
-            func.row(Event.turn_id, Event.line_no).in_(keyed)
+        select(Event.turn_id, Event.line_no, Event.part).where(
+            func.row(Event.turn_id, Event.line_no, Event.part).in_(keyed)
         )
     )
-    stored = {(turn_id, line_no) for turn_id, line_no in result}
-    return [e for e in events if (e.turn_id, e.line_no) not in stored]
+    stored = {(turn_id, line_no, part) for turn_id, line_no, part in result}
+    return [e for e in events if (e.turn_id, e.line_no, e.part) not in stored]

@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Integer,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -66,14 +67,15 @@ class Turn(IdMixin, OwnedMixin, TimestampMixin, Base):
 class Event(OwnedMixin, Base):
     """The append-only event log: the source of truth for what an agent said and did.
 
-    `seq` is per branch and never reused (SSE ids); `(turn_id, line_no)` is unique so a retried
-    turn activity re-appending the same output line is a no-op.
+    `seq` is per branch and never reused (SSE ids); `(turn_id, line_no, part)` is unique so a
+    retried turn activity re-appending the same output line is a no-op (one output line can
+    carry several events: `part` numbers them).
     """
 
     __tablename__ = "events"
     __table_args__ = (
         UniqueConstraint("branch_id", "seq"),
-        UniqueConstraint("turn_id", "line_no"),
+        UniqueConstraint("turn_id", "line_no", "part"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -83,6 +85,7 @@ class Event(OwnedMixin, Base):
     seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
     turn_id: Mapped[uuid.UUID | None] = mapped_column()
     line_no: Mapped[int | None] = mapped_column(Integer)
+    part: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0", nullable=False)
     kind: Mapped[str] = mapped_column(String(32), nullable=False)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     created_at: Mapped[datetime] = mapped_column(
