@@ -20,10 +20,12 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.sandbox import SandboxActivities
+from activities.turns import TurnActivities
 from config.settings import Settings
 from db.engine import SessionFactory, build_engine, build_session_factory
 from sandboxes.base import SandboxProvider
 from sandboxes.registry import build_provider
+from security.crypto import keyring_from_settings
 from workflows.branch import BranchWorkflow
 from workflows.client import build_temporal_client
 from workflows.search_attributes import ALL_KEYS
@@ -36,21 +38,32 @@ WORKFLOWS: Sequence[type] = (BranchWorkflow,)
 def build_worker(
     client: Client,
     *,
-    task_queue: str,
+    settings: Settings,
     provider: SandboxProvider,
     sessions: SessionFactory,
 ) -> Worker:
     sandbox = SandboxActivities(provider, sessions)
+    turns = TurnActivities(
+        provider,
+        sessions,
+        keyring_from_settings(settings),
+        tools_dir=settings.tools_dir,
+        turn_timeout=settings.turn_timeout_seconds,
+    )
     return Worker(
         client,
-        task_queue=task_queue,
+        task_queue=settings.task_queue,
         workflows=list(WORKFLOWS),
         activities=[
             sandbox.create_sandbox,
+            sandbox.start_sandbox,
             sandbox.watch_sandbox,
             sandbox.stop_sandbox,
             sandbox.delete_sandbox,
             sandbox.record_branch_status,
+            turns.run_turn,
+            turns.cancel_turn,
+            turns.close_turns,
         ],
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
@@ -79,7 +92,7 @@ async def run_worker(settings: Settings) -> None:
     provider = build_provider(settings)
     worker = build_worker(
         client,
-        task_queue=settings.task_queue,
+        settings=settings,
         provider=provider,
         sessions=build_session_factory(engine),
     )

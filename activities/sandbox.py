@@ -68,6 +68,22 @@ class SandboxActivities:
         await self._record_sandbox(ref, name, "started", info.workdir)
         return SandboxReady(workdir=info.workdir, auto_stop_seconds=auto_stop * 60)
 
+    @activity.defn
+    async def start_sandbox(self, ref: BranchRef) -> SandboxReady:
+        """Start a stopped sandbox again: its files (checkout, agent sessions) are all there."""
+        async with self._sessions() as session:
+            prefs = await session.get(UserSettings, uuid.UUID(ref.user_id))
+        auto_stop = prefs.sandbox_auto_stop_minutes if prefs else _DEFAULT_AUTO_STOP_MINUTES
+        name = sandbox_name(ref.branch_id)
+        try:
+            info = await with_heartbeats(self._provider.start(name))
+        except SandboxNotFound as exc:
+            raise ApplicationError(
+                "the sandbox no longer exists", type="SandboxSetupFailed"
+            ) from exc
+        await self._record_sandbox(ref, name, "started", info.workdir)
+        return SandboxReady(workdir=info.workdir, auto_stop_seconds=auto_stop * 60)
+
     async def _clone(self, info: SandboxInfo, url: str, base: str, branch: str) -> None:
         """Clone once: a retry after a crash finds the checkout and leaves it alone."""
         probe = await self._provider.exec(

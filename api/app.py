@@ -12,8 +12,18 @@ from fastapi.responses import RedirectResponse
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
+from api.events.hub import EventHub, libpq_url
 from api.limits import BodySizeLimitMiddleware
-from api.routes import agents, branches, credentials, health, me, repos
+from api.routes import (
+    agents,
+    branches,
+    credentials,
+    events,
+    health,
+    me,
+    messages,
+    repos,
+)
 from api.routes import settings as settings_routes
 from api.state import AppState
 from config.settings import Settings
@@ -29,22 +39,31 @@ async def _lazy_temporal(settings: Settings) -> Client:
 
 
 def create_app(
-    settings: Settings, *, temporal_connect: TemporalConnect = _lazy_temporal
+    settings: Settings,
+    *,
+    temporal_connect: TemporalConnect = _lazy_temporal,
+    event_ping_seconds: float = 15.0,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        engine = build_engine(settings.require_database_url())
+        database_url = settings.require_database_url()
+        engine = build_engine(database_url)
         sessions = build_session_factory(engine)
+        hub = EventHub(libpq_url(database_url))
         state = AppState(
             settings=settings,
             engine=engine,
             sessions=sessions,
             temporal=await temporal_connect(settings),
             keyring=keyring_from_settings(settings),
+            events=hub,
+            event_ping_seconds=event_ping_seconds,
         )
+        await hub.start()
         try:
             yield {"app": state}
         finally:
+            await hub.stop()
             await engine.dispose()
 
     app = FastAPI(
@@ -61,6 +80,8 @@ def create_app(
         api.include_router(module.router)
     api.include_router(branches.repo_router)
     api.include_router(branches.router)
+    api.include_router(messages.router)
+    api.include_router(events.router)
     app.include_router(api)
 
     @app.get("/", include_in_schema=False)

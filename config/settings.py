@@ -69,6 +69,15 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("UPSTREAM_UNSAFE_LOCAL_SANDBOX", "unsafe_local_sandbox"),
     )
 
+    tools_dir_override: Path | None = Field(
+        default=None, validation_alias=AliasChoices("UPSTREAM_TOOLS_DIR", "tools_dir")
+    )
+    turn_timeout_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        validation_alias=AliasChoices("UPSTREAM_TURN_TIMEOUT", "turn_timeout_seconds"),
+    )
+
     max_request_bytes: int = Field(
         default=1024 * 1024,
         validation_alias=AliasChoices("UPSTREAM_MAX_REQUEST_BYTES", "max_request_bytes"),
@@ -101,6 +110,13 @@ class Settings(BaseSettings):
     @cached_property
     def sandboxes_dir(self) -> Path:
         return self.data_dir / "sandboxes"
+
+    @cached_property
+    def tools_dir(self) -> Path:
+        """Agent CLIs, installed once from npm and shared read-only into every sandbox."""
+        if self.tools_dir_override is not None:
+            return self.tools_dir_override.expanduser().resolve()
+        return self.data_dir / "tools"
 
     def require_database_url(self) -> str:
         if self.database_url is None:

@@ -6,6 +6,7 @@ A row that belongs to another user is indistinguishable from a missing one (the 
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any, Protocol, TypeVar
 
@@ -54,4 +55,5 @@ class OwnerScope:
 
 
 def _kind_name(model: type[Any]) -> str:
-    return str(getattr(model, "__tablename__", model.__name__)).rstrip("s").replace("_", " ")
+    """`Branch` -> "branch", `ApiToken` -> "api token": what a 404 names."""
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", model.__name__).lower()

@@ -10,7 +10,11 @@ from sandboxes.local import LocalSandboxProvider
 def build_provider(settings: Settings) -> SandboxProvider:
     """Raises SandboxUnavailable when the chosen provider cannot run on this host."""
     if settings.sandbox_provider == "local":
-        return LocalSandboxProvider(settings.sandboxes_dir, unsafe=settings.unsafe_local_sandbox)
+        return LocalSandboxProvider(
+            settings.sandboxes_dir,
+            unsafe=settings.unsafe_local_sandbox,
+            tools_dir=settings.tools_dir,
+        )
     if settings.sandbox_provider == "daytona":
         raise SandboxUnavailable("daytona provider is not available yet")
     raise SandboxUnavailable(f"unknown sandbox provider: {settings.sandbox_provider!r}")

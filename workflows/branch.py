@@ -1,9 +1,11 @@
-"""`BranchWorkflow`: the lifecycle of one branch's sandbox.
+"""`BranchWorkflow`: one branch's conversation and sandbox.
 
-Creates the sandbox, keeps it while the branch is in use, stops it after the owner's idle
-interval (a durable timer), notices when it dies underneath us, and deletes it with the branch.
-It is the single writer of the branch status; every change is mirrored to the database and to
-the `BranchStatus` search attribute by `_set_status`.
+The single writer of turns on its branch: messages arrive as updates (acknowledged at once with
+their turn id and queued in order), run one at a time as turn activities, and can be stopped by
+signal. It owns the sandbox lifecycle: created on start, stopped after the owner's idle interval
+(a durable timer), started again by the next message, noticed when it dies underneath us, and
+deleted with the branch. Every status change is mirrored to the database and to the
+`BranchStatus` search attribute by `_set_status`.
 """
 
 from __future__ import annotations
@@ -13,30 +15,48 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.sandbox import SandboxActivities
+    from activities.turns import TurnActivities
     from workflows.search_attributes import BRANCH_STATUS
     from workflows.types import (
         BranchSnapshot,
         BranchStatus,
         BranchStatusUpdate,
         BranchWorkflowInput,
+        MessageRequest,
         SandboxState,
         SandboxWatchResult,
+        TurnAccepted,
+        TurnClosure,
+        TurnInput,
+        TurnStatus,
     )
 
 _QUICK = timedelta(seconds=30)
 _CREATE_TIMEOUT = timedelta(minutes=30)
 _WATCH_TIMEOUT = timedelta(hours=2)
 _HEARTBEAT = timedelta(seconds=20)
+# A turn heartbeats every second or so; a dead worker is noticed after this long and the turn
+# is retried on another one, which re-attaches to the running agent.
+_TURN_HEARTBEAT = timedelta(seconds=10)
+_TURN_START_TO_CLOSE = timedelta(hours=6)
+_STOP_GRACE = timedelta(seconds=30)
 _QUICK_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
 _CREATE_RETRY = RetryPolicy(
     maximum_attempts=3,
     maximum_interval=timedelta(seconds=10),
     non_retryable_error_types=["SandboxSetupFailed"],
 )
+_TURN_RETRY = RetryPolicy(
+    maximum_attempts=20,
+    maximum_interval=timedelta(seconds=10),
+    non_retryable_error_types=["TurnSetupFailed"],
+)
+_MAX_QUEUE = 100
+_RECENT_TURNS = 200
 
 
 @workflow.defn
@@ -45,7 +65,38 @@ class BranchWorkflow:
     def __init__(self, state: BranchWorkflowInput) -> None:
         self._state = state
         self._delete_requested = False
+        self._stop_requested = False
+        self._running_turn: str | None = None
         self._auto_stop_at: datetime | None = None
+
+    # -- messages -------------------------------------------------------------------------
+
+    @workflow.update
+    def send_message(self, request: MessageRequest) -> TurnAccepted:
+        if request.turn_id not in self._state.recent_turns:
+            self._state.pending.append(request)
+            self._state.recent_turns = [*self._state.recent_turns, request.turn_id][-_RECENT_TURNS:]
+        position = next(
+            (i + 1 for i, r in enumerate(self._state.pending) if r.turn_id == request.turn_id), 0
+        )
+        return TurnAccepted(request.turn_id, request.message_id, position)
+
+    @send_message.validator
+    def _validate_message(self, request: MessageRequest) -> None:
+        if self._delete_requested:
+            raise ApplicationError("the branch is being deleted", type="BranchDeleting")
+        if (
+            request.turn_id not in self._state.recent_turns
+            and len(self._state.pending) >= _MAX_QUEUE
+        ):
+            raise ApplicationError(
+                f"too many queued messages (limit {_MAX_QUEUE})", type="QueueFull"
+            )
+
+    @workflow.signal
+    def stop(self) -> None:
+        """Cancel the running turn and drop the queued ones."""
+        self._stop_requested = True
 
     @workflow.signal
     def request_delete(self) -> None:
@@ -60,27 +111,149 @@ class BranchWorkflow:
             sandbox=self._state.sandbox,
             auto_stop_seconds=self._state.auto_stop_seconds,
             auto_stop_at=self._auto_stop_at,
+            running_turn=self._running_turn,
+            queued_turns=[r.turn_id for r in self._state.pending],
         )
+
+    # -- main loop ------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, state: BranchWorkflowInput) -> None:
         if self._state.sandbox is SandboxState.NONE and self._state.status is BranchStatus.CREATING:
             await self._create_sandbox()
         while not self._delete_requested:
-            if self._should_continue_as_new():
+            if self._stop_requested:
+                await self._drop_queue()
+            elif self._state.pending:
+                await self._run_next_turn()
+            elif self._should_continue_as_new():
                 # Only between activities: continuing as new mid-activity would abandon it.
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._state)
-            if self._state.sandbox is SandboxState.STARTED:
+            elif self._state.sandbox is SandboxState.STARTED:
                 await self._idle_with_sandbox()
             else:
-                await workflow.wait_condition(
-                    lambda: self._delete_requested or self._should_continue_as_new()
-                )
+                await workflow.wait_condition(self._has_work)
+        await self._drop_queue()
         await self._delete_sandbox()
+
+    def _has_work(self) -> bool:
+        return (
+            self._delete_requested
+            or self._stop_requested
+            or bool(self._state.pending)
+            or self._should_continue_as_new()
+        )
 
     def _should_continue_as_new(self) -> bool:
         return workflow.info().is_continue_as_new_suggested()
+
+    # -- turns ----------------------------------------------------------------------------
+
+    async def _run_next_turn(self) -> None:
+        request = self._state.pending[0]
+        if not await self._ensure_sandbox():
+            await self._close_turns(
+                [self._state.pending.pop(0).turn_id],
+                TurnStatus.FAILED,
+                self._state.detail or "the sandbox is not available",
+            )
+            return
+        self._state.pending.pop(0)
+        self._running_turn = request.turn_id
+        await self._set_status(BranchStatus.RUNNING, None)
+        turn = asyncio.create_task(
+            workflow.execute_activity_method(
+                TurnActivities.run_turn,
+                TurnInput(self._state.branch, request.turn_id),
+                # The activity enforces the configured turn limit itself; this only bounds a
+                # worker that stopped reporting altogether.
+                start_to_close_timeout=_TURN_START_TO_CLOSE,
+                heartbeat_timeout=_TURN_HEARTBEAT,
+                retry_policy=_TURN_RETRY,
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+        )
+        await workflow.wait_condition(
+            lambda: turn.done() or self._stop_requested or self._delete_requested
+        )
+        if not turn.done():
+            # Killing the agent from here is immediate; cancelling the activity would wait
+            # for its next heartbeat to be delivered.
+            await workflow.execute_activity_method(
+                TurnActivities.cancel_turn,
+                TurnInput(self._state.branch, request.turn_id),
+                start_to_close_timeout=_QUICK,
+                retry_policy=_QUICK_RETRY,
+            )
+            try:
+                await workflow.wait_condition(turn.done, timeout=_STOP_GRACE)
+            except TimeoutError:
+                turn.cancel()
+        try:
+            await turn
+        except (asyncio.CancelledError, ActivityError) as err:
+            # The activity records its own outcome; this covers one that never could (retries
+            # exhausted, cancelled before it wrote anything).
+            reason = (
+                _failure_message(err, "the turn failed")
+                if isinstance(err, ActivityError)
+                else "cancelled"
+            )
+            status = TurnStatus.CANCELLED if self._is_cancel(err) else TurnStatus.FAILED
+            await self._close_turns([request.turn_id], status, reason)
+        self._running_turn = None
+        await self._set_status(BranchStatus.IDLE, None)
+
+    def _is_cancel(self, err: BaseException) -> bool:
+        if isinstance(err, asyncio.CancelledError):
+            return True
+        return isinstance(err, ActivityError) and isinstance(err.cause, CancelledError)
+
+    async def _drop_queue(self) -> None:
+        self._stop_requested = False
+        if self._state.pending:
+            dropped = [r.turn_id for r in self._state.pending]
+            self._state.pending = []
+            await self._close_turns(dropped, TurnStatus.CANCELLED, "stopped before it started")
+
+    async def _close_turns(self, turn_ids: list[str], status: TurnStatus, reason: str) -> None:
+        await workflow.execute_activity_method(
+            TurnActivities.close_turns,
+            TurnClosure(self._state.branch, turn_ids, status, reason),
+            start_to_close_timeout=_QUICK,
+            retry_policy=_QUICK_RETRY,
+        )
+
+    # -- sandbox --------------------------------------------------------------------------
+
+    async def _ensure_sandbox(self) -> bool:
+        if self._state.sandbox is SandboxState.STARTED:
+            return True
+        if self._state.sandbox is SandboxState.STOPPED:
+            await self._set_status(BranchStatus.CREATING, "starting the sandbox")
+            try:
+                ready = await workflow.execute_activity_method(
+                    SandboxActivities.start_sandbox,
+                    self._state.branch,
+                    start_to_close_timeout=_CREATE_TIMEOUT,
+                    heartbeat_timeout=_HEARTBEAT,
+                    retry_policy=_CREATE_RETRY,
+                )
+            except ActivityError as err:
+                await self._set_status(
+                    BranchStatus.ERROR, _failure_message(err, "could not start the sandbox")
+                )
+                return False
+            self._state.auto_stop_seconds = ready.auto_stop_seconds
+            self._state.sandbox = SandboxState.STARTED
+            return True
+        await self._set_status(BranchStatus.CREATING, None)
+        await self._create_sandbox()
+        return self._sandbox_started()
+
+    def _sandbox_started(self) -> bool:
+        return self._state.sandbox is SandboxState.STARTED
 
     async def _create_sandbox(self) -> None:
         create = asyncio.create_task(
@@ -127,10 +300,7 @@ class BranchWorkflow:
         )
         timed_out = False
         try:
-            await workflow.wait_condition(
-                lambda: watch.done() or self._delete_requested or self._should_continue_as_new(),
-                timeout=idle,
-            )
+            await workflow.wait_condition(lambda: watch.done() or self._has_work(), timeout=idle)
         except TimeoutError:
             timed_out = True
         self._auto_stop_at = None
@@ -146,7 +316,7 @@ class BranchWorkflow:
             return
         watch.cancel()
         await _watch_result(watch)
-        if timed_out and not self._delete_requested:
+        if timed_out and not self._has_work():
             await workflow.execute_activity_method(
                 SandboxActivities.stop_sandbox,
                 self._state.branch,

@@ -5,7 +5,7 @@ is stored in plaintext.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -32,6 +32,53 @@ class BranchRef:
     repo_id: str
 
 
+class TurnStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class MessageRequest:
+    """Update payload: the API stored the message and turn rows first; ids only."""
+
+    turn_id: str
+    message_id: str
+
+
+@dataclass(frozen=True)
+class TurnAccepted:
+    turn_id: str
+    message_id: str
+    queue_position: int
+
+
+@dataclass(frozen=True)
+class TurnInput:
+    branch: BranchRef
+    turn_id: str
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    turn_id: str
+    status: TurnStatus
+    finished: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TurnClosure:
+    """Turns to end without (further) running: dropped from the queue, or lost."""
+
+    branch: BranchRef
+    turn_ids: list[str]
+    status: TurnStatus
+    reason: str
+
+
 @dataclass
 class BranchWorkflowInput:
     """Also the state carried across continue-as-new."""
@@ -41,6 +88,10 @@ class BranchWorkflowInput:
     detail: str | None = None
     sandbox: SandboxState = SandboxState.NONE
     auto_stop_seconds: int = 600
+    # Turns accepted but not started, in order (ids only: content lives in the database).
+    pending: list[MessageRequest] = field(default_factory=list)
+    # Recently accepted turn ids, so a repeated update (a retried request) is not queued twice.
+    recent_turns: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -51,6 +102,8 @@ class BranchSnapshot:
     sandbox: SandboxState
     auto_stop_seconds: int
     auto_stop_at: datetime | None
+    running_turn: str | None = None
+    queued_turns: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

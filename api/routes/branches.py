@@ -12,10 +12,12 @@ from api.branch_workflows import (
     request_branch_deletion,
     start_branch_workflow,
 )
+from api.conversation import request_stop
 from api.deps import ScopeDep, SettingsDep, TemporalDep
 from api.errors import ServiceUnavailable
 from api.routes.settings import load_settings
 from api.schemas.branches import BranchCreate, BranchOut, BranchPatch, SandboxOut
+from api.schemas.conversation import StopAccepted
 from db.models import Branch, Repo
 from gitops.names import generate_branch_name
 from gitops.refs import InvalidRefName, validate_branch_name
@@ -154,6 +156,13 @@ async def update_branch(branch_id: uuid.UUID, body: BranchPatch, scope: ScopeDep
         branch.loop_max_iterations = changes["loop_max_iterations"]
     await scope.session.commit()
     return branch_out(branch)
+
+
+@router.post("/{branch_id}/stop", status_code=status.HTTP_202_ACCEPTED, response_model=StopAccepted)
+async def stop_branch(branch_id: uuid.UUID, scope: ScopeDep, temporal: TemporalDep) -> StopAccepted:
+    """Cancel the running turn and drop queued messages."""
+    await request_stop(scope, temporal, branch_id)
+    return StopAccepted(detail="stop requested")
 
 
 @router.delete("/{branch_id}", status_code=status.HTTP_204_NO_CONTENT)

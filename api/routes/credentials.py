@@ -7,14 +7,10 @@ from sqlalchemy.dialects.postgresql import insert
 from api.deps import KeyringDep, ScopeDep
 from api.schemas.credentials import CredentialOut, CredentialProvider, CredentialPut
 from db.access import NotFoundError
+from db.credentials import credential_context
 from db.models import Credential
 
 router = APIRouter(prefix="/me/credentials", tags=["credentials"])
-
-
-def credential_context(user_id: object, provider: str) -> str:
-    """Associated data binding a ciphertext to its owner and provider."""
-    return f"credential:{user_id}:{provider}"
 
 
 def _out(row: Credential) -> CredentialOut:

@@ -58,5 +58,7 @@ async def test_two_megabyte_body_is_413_and_changes_nothing(
 async def test_unknown_ids_are_404(api: httpx.AsyncClient) -> None:
     missing = "00000000-0000-4000-8000-000000000000"
     assert (await api.get(f"/api/repos/{missing}")).status_code == 404
-    assert (await api.get(f"/api/branches/{missing}")).status_code == 404
+    branch = await api.get(f"/api/branches/{missing}")
+    assert branch.status_code == 404
+    assert branch.json() == {"detail": "branch not found"}
     assert (await api.get("/api/branches/not-a-uuid")).status_code == 422

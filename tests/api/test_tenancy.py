@@ -25,6 +25,10 @@ BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("GET", "/api/branches/{branch_id}"): None,
     ("PATCH", "/api/branches/{branch_id}"): {"agent": "codex", "loop_enabled": True},
     ("DELETE", "/api/branches/{branch_id}"): None,
+    ("GET", "/api/branches/{branch_id}/messages"): None,
+    ("GET", "/api/branches/{branch_id}/events"): None,
+    ("POST", "/api/branches/{branch_id}/messages"): {"content": "hello"},
+    ("POST", "/api/branches/{branch_id}/stop"): None,
     ("DELETE", "/api/tokens/{token_id}"): None,
 }
 

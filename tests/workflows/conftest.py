@@ -1,0 +1,96 @@
+"""Fixtures for end-to-end tests: a worker process of the test's own, real sandboxes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from config.settings import Settings
+from sandboxes.local import LocalSandboxProvider
+
+TOOLS_DIR = Path(os.environ.get("UPSTREAM_TOOLS_DIR", Path.home() / ".cache" / "upstream-tools"))
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class WorkerProcess:
+    """`upstream worker` as a child process, so it can be SIGKILLed like a crashed host."""
+
+    def __init__(self, settings: Settings, log: Path) -> None:
+        self._env = {
+            **os.environ,
+            "DATABASE_URL": settings.require_database_url(),
+            "TEMPORAL_ADDRESS": settings.require_temporal_address(),
+            "UPSTREAM_DATA_DIR": str(settings.data_dir),
+            "UPSTREAM_TASK_QUEUE": settings.task_queue,
+            "ENCRYPTION_KEY": settings.encryption_key.get_secret_value()
+            if settings.encryption_key
+            else "",
+            "UPSTREAM_TOOLS_DIR": str(settings.tools_dir),
+            "UPSTREAM_TURN_TIMEOUT": str(settings.turn_timeout_seconds),
+        }
+        self._log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self._log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "cli", "worker"],
+                cwd=ROOT,
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def settings(settings: Settings, tmp_path: Path) -> Settings:
+    """A task queue and data dir of this test's own: no other test's workflows reach its worker.
+    Agent CLIs come from a shared tools dir, installed once for all tests and runs."""
+    return settings.model_copy(
+        update={
+            "task_queue": f"tq-{uuid.uuid4()}",
+            "data_dir": tmp_path / "data",
+            "tools_dir_override": TOOLS_DIR,
+        }
+    )
+
+
+@pytest.fixture
+def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(settings, tmp_path / "worker.log")
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+async def provider(settings: Settings) -> AsyncIterator[LocalSandboxProvider]:
+    provider = LocalSandboxProvider(settings.sandboxes_dir)
+    yield provider
+    if settings.sandboxes_dir.exists():
+        for entry in settings.sandboxes_dir.iterdir():
+            if not entry.name.startswith("."):  # the provider's own bookkeeping
+                await provider.delete(entry.name)
