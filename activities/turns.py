@@ -264,8 +264,11 @@ class TurnActivities:
         return ProcessHandle(pid=pgid, log_path=run.files.output, exit_path=run.files.exit)
 
     async def _launch(self, run: _Run) -> None:
-        prefix = await ensure_installed(
-            self._tools_dir, run.adapter.package, progress=self._progress(run)
+        package = run.adapter.package
+        prefix = (
+            await ensure_installed(self._tools_dir, package, progress=self._progress(run))
+            if package is not None
+            else self._tools_dir
         )
         plan = run.adapter.plan(
             TurnLaunch(
@@ -458,7 +461,9 @@ class TurnActivities:
         if not batch:
             return
         async with self._sessions.begin() as session:
-            await append_events(session, run.context.branch.id, batch)
+            # Only lines past what was stored when this attempt attached reach here; a unique
+            # key still guards against a concurrent zombie attempt.
+            await append_events(session, run.context.branch.id, batch, known_new=True)
             if session_id is not None:
                 await record_session_id(session, run.context.turn.id, session_id)
 

@@ -84,7 +84,8 @@ class LineParser(Protocol):
 
 class AgentAdapter(Protocol):
     spec: AgentSpec
-    package: ToolPackage
+    # None: the agent needs nothing installed (it runs what the sandbox image has).
+    package: ToolPackage | None
 
     def plan(self, launch: TurnLaunch) -> LaunchPlan: ...
 

@@ -52,7 +52,7 @@ _SESSION_ID_RE = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12
 
 class ClaudeCodeAdapter:
     spec: AgentSpec = CLAUDE_CODE
-    package: ToolPackage = PACKAGE
+    package: ToolPackage | None = PACKAGE
 
     def plan(self, launch: TurnLaunch) -> LaunchPlan:
         if launch.model.startswith("-"):

@@ -16,6 +16,11 @@ _ADAPTERS: dict[str, AgentAdapter] = {
 }
 
 
+def register_adapter(adapter: AgentAdapter) -> None:
+    """Make an adapter available to turns in this process (benchmarks use a synthetic agent)."""
+    _ADAPTERS[adapter.spec.id] = adapter
+
+
 def adapter_for(agent_id: str) -> AgentAdapter:
     adapter = _ADAPTERS.get(agent_id)
     if adapter is None:

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,14 +29,19 @@ class NewEvent:
 
 
 async def append_events(
-    session: AsyncSession, branch_id: uuid.UUID, events: list[NewEvent]
+    session: AsyncSession,
+    branch_id: uuid.UUID,
+    events: list[NewEvent],
+    *,
+    known_new: bool = False,
 ) -> list[int]:
     """Append in order; returns the seqs assigned. Lines already stored (same turn and line
-    number) are skipped, so a retried activity can re-send a batch safely. Runs inside the
-    caller's transaction: the NOTIFY is delivered on commit."""
+    number) are skipped, so a retried activity can re-send a batch safely; a caller that has
+    established the lines are new (`known_new`) saves that lookup. Runs inside the caller's
+    transaction: the NOTIFY is delivered on commit."""
     if not events:
         return []
-    fresh = await _drop_already_stored(session, events)
+    fresh = events if known_new else await _drop_already_stored(session, events)
     if not fresh:
         return []
     row = (
@@ -53,24 +58,24 @@ async def append_events(
     last, owner = row
     first_seq = last - len(fresh) + 1
     seqs = list(range(first_seq, last + 1))
+    rows = [
+        {
+            "branch_id": branch_id,
+            "user_id": owner,
+            "seq": seq,
+            "turn_id": event.turn_id,
+            "line_no": event.line_no,
+            "part": event.part,
+            "kind": event.kind,
+            "payload": event.payload,
+        }
+        for seq, event in zip(seqs, fresh, strict=True)
+    ]
+    # executemany: SQLAlchemy batches the rows into multi-VALUES statements below PostgreSQL's
+    # 65535-parameter limit, so a 100,000-line burst is a handful of round trips.
     await session.execute(
-        insert(Event)
-        .values(
-            [
-                {
-                    "branch_id": branch_id,
-                    "user_id": owner,
-                    "seq": seq,
-                    "turn_id": event.turn_id,
-                    "line_no": event.line_no,
-                    "part": event.part,
-                    "kind": event.kind,
-                    "payload": event.payload,
-                }
-                for seq, event in zip(seqs, fresh, strict=True)
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=["turn_id", "line_no", "part"])
+        insert(Event).on_conflict_do_nothing(index_elements=["turn_id", "line_no", "part"]),
+        rows,
     )
     await session.execute(
         text("SELECT pg_notify(:channel, :payload)"),
@@ -80,17 +85,23 @@ async def append_events(
 
 
 async def _drop_already_stored(session: AsyncSession, events: list[NewEvent]) -> list[NewEvent]:
-    keyed = [
-        (e.turn_id, e.line_no, e.part)
-        for e in events
-        if e.turn_id is not None and e.line_no is not None
-    ]
-    if not keyed:
+    """Skip output lines a previous attempt stored. Looks up each turn's stored keys within the
+    batch's line range (an index range scan), never the whole turn."""
+    ranges: dict[uuid.UUID, tuple[int, int]] = {}
+    for e in events:
+        if e.turn_id is not None and e.line_no is not None:
+            low, high = ranges.get(e.turn_id, (e.line_no, e.line_no))
+            ranges[e.turn_id] = (min(low, e.line_no), max(high, e.line_no))
+    if not ranges:
         return events
-    result = await session.execute(
-        select(Event.turn_id, Event.line_no, Event.part).where(
-            func.row(Event.turn_id, Event.line_no, Event.part).in_(keyed)
+    stored: set[tuple[uuid.UUID | None, int | None, int]] = set()
+    for turn_id, (low, high) in ranges.items():
+        result = await session.execute(
+            select(Event.line_no, Event.part).where(
+                Event.turn_id == turn_id, Event.line_no.between(low, high)
+            )
         )
-    )
-    stored = {(turn_id, line_no, part) for turn_id, line_no, part in result}
+        stored.update((turn_id, line_no, part) for line_no, part in result)
+    if not stored:
+        return events
     return [e for e in events if (e.turn_id, e.line_no, e.part) not in stored]

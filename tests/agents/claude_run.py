@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agents.base import LaunchPlan, TurnLaunch
-from agents.claude_code import ClaudeCodeAdapter
+from agents.claude_code import PACKAGE, ClaudeCodeAdapter
 from agents.tools import ensure_installed
 
 DEFAULT_TOOLS_DIR = Path.home() / ".cache" / "upstream-tools"
@@ -33,7 +33,7 @@ async def install_claude() -> Path:
     """The install prefix (installing on first use); raises if npm or the registry fail."""
     if shutil.which("npm") is None:
         raise RuntimeError("npm is not on PATH")
-    return await ensure_installed(tools_dir(), ClaudeCodeAdapter.package)
+    return await ensure_installed(tools_dir(), PACKAGE)
 
 
 @dataclass

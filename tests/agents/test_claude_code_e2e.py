@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agents.base import TOOL, AgentEvent, TurnOutcome
-from agents.claude_code import ClaudeCodeAdapter
+from agents.claude_code import PACKAGE, ClaudeCodeAdapter
 from agents.tools import ToolInstallError, installed_prefix
 from tests.agents.claude_run import Turn, Workspace, install_claude, run_turn, tools_dir
 from tests.fakes.model_server import FakeModelServer, message_text, user_messages
@@ -22,7 +22,7 @@ from tests.fakes.model_server import FakeModelServer, message_text, user_message
 
 @pytest.fixture(scope="module")
 def claude_prefix() -> Path:
-    found = installed_prefix(tools_dir(), ClaudeCodeAdapter.package)
+    found = installed_prefix(tools_dir(), PACKAGE)
     if found is not None:
         return found
     if shutil.which("npm") is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
+from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
 from db.engine import SessionFactory
@@ -21,7 +23,7 @@ from sandboxes.local import LocalSandboxProvider
 from tests.fakes.model_server import FakeModelServer, message_text, user_messages
 from tests.workflows.conftest import WorkerProcess
 from tests.workflows.helpers import create_branch, wait_for_status
-from workflows.ids import sandbox_name
+from workflows.ids import branch_workflow_id, sandbox_name
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
 
@@ -242,3 +244,98 @@ async def test_a_worker_killed_mid_turn_loses_and_repeats_nothing(
     assert seqs == list(range(1, len(seqs) + 1))  # no gap, no duplicate
     text = "".join(e.payload["content"] for e in events if e.kind == "token")
     assert text == f"I see 1 user messages. You said: {prompt}"
+
+
+async def _started(model: FakeModelServer) -> None:
+    for _ in range(300):
+        if model.message_requests():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the agent never called the model")
+
+
+async def test_secrets_stay_out_of_process_lists_files_and_history(
+    api: httpx.AsyncClient,
+    worker: WorkerProcess,
+    provider: LocalSandboxProvider,
+    git_remote: Path,
+    sessions: SessionFactory,
+    model: FakeModelServer,
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+) -> None:
+    branch = await _ready_branch(api, git_remote, model)
+    model.slow_seconds = 4
+    turn_id = await _send(api, branch["id"], "hello there")
+    await _started(model)
+    key = "sk-ant-test-key-0000"
+    name = sandbox_name(branch["id"])
+    inside = await provider.exec(name, ["ps", "-eo", "args"], timeout=30)
+    host = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
+    assert key not in inside.stdout and key not in host.stdout
+    assert model.message_requests()[0].headers.get("x-api-key") == key  # it did reach the agent
+    env_file = await provider.exec(
+        name, ["test", "-e", f"/home/agent/.upstream/turns/{turn_id}/env"], timeout=30
+    )
+    assert env_file.exit_code == 1  # read once by the runner, then removed
+    await _turn_events(sessions, turn_id)
+    handle = temporal_env.client.get_workflow_handle(branch_workflow_id(branch["id"]))
+    history = (await handle.fetch_history()).to_json()
+    assert key not in history and "hello there" not in history  # ids only, never content
+    logs = "".join(p.read_text() for p in settings.data_dir.parent.glob("*.log"))
+    assert key not in logs
+
+
+async def test_an_agent_that_vanishes_ends_the_turn_with_an_error(
+    api: httpx.AsyncClient,
+    worker: WorkerProcess,
+    provider: LocalSandboxProvider,
+    git_remote: Path,
+    sessions: SessionFactory,
+    model: FakeModelServer,
+) -> None:
+    branch = await _ready_branch(api, git_remote, model)
+    model.slow_seconds = 30
+    turn_id = await _send(api, branch["id"], "this will not end well")
+    await _started(model)
+    name = sandbox_name(branch["id"])
+    pgid = await provider.exec(
+        name, ["cat", f"/home/agent/.upstream/turns/{turn_id}/pgid"], timeout=30
+    )
+    # SIGKILL the whole group, runner included: no exit code is ever written.
+    await provider.exec(name, ["kill", "-KILL", "--", f"-{pgid.stdout.strip()}"], timeout=30)
+    events = await _turn_events(sessions, turn_id, timeout=60)
+    assert events[-1].payload["status"] == "failed"
+    errors = [e.payload["message"] for e in events if e.kind == "error"]
+    assert any("vanished" in message for message in errors), errors
+
+
+async def test_the_turn_time_limit_is_enforced(
+    api: httpx.AsyncClient,
+    worker: WorkerProcess,
+    provider: LocalSandboxProvider,
+    git_remote: Path,
+    sessions: SessionFactory,
+    model: FakeModelServer,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    worker.stop()
+    limited = WorkerProcess(
+        settings.model_copy(update={"turn_timeout_seconds": 3.0}), tmp_path / "limited.log"
+    )
+    limited.start()
+    try:
+        branch = await _ready_branch(api, git_remote, model)
+        model.slow_seconds = 60
+        turn_id = await _send(api, branch["id"], "never finishes in time")
+        events = await _turn_events(sessions, turn_id, timeout=60)
+        assert events[-1].payload["status"] == "failed"
+        errors = [e.payload["message"] for e in events if e.kind == "error"]
+        assert any("time limit" in message for message in errors), errors
+        processes = await provider.exec(
+            sandbox_name(branch["id"]), ["ps", "-eo", "comm="], timeout=30
+        )
+        assert "claude" not in processes.stdout
+    finally:
+        limited.stop()
