@@ -94,6 +94,17 @@ async def test_a_turn_writes_a_file_commits_it_and_resumes_the_session(
     assert "".join(e.payload["content"] for e in events if e.kind == "token").strip() == "Done."
     assert events[-1].payload == {"turn_id": turn_id, "status": "succeeded", "finished": False}
     assert [e.seq for e in events] == sorted(e.seq for e in events)
+    stream = await api.get(f"/api/branches/{branch['id']}/events", params={"follow": "false"})
+    frames = [f for f in stream.text.split("\n\n") if f.startswith("id: ")]
+    streamed = [tuple(line.split(": ", 1)[1] for line in f.splitlines()[:2]) for f in frames]
+    turn_ids = {str(e.seq) for e in events}
+    turn_frames = [(seq, kind) for seq, kind in streamed if seq in turn_ids]
+    assert turn_frames == [(str(e.seq), e.kind) for e in events]  # same events, same order
+    transcript = (await api.get(f"/api/branches/{branch['id']}/messages")).json()["messages"]
+    assert [m["role"] for m in transcript] == ["user", "assistant"]
+    blocks = transcript[1]["blocks"]
+    assert blocks[0]["type"] == "tool_call" and blocks[0]["result"]["is_error"] is False
+    assert blocks[-1] == {"type": "text", "text": "Done."}
 
     name = sandbox_name(branch["id"])
     content = await provider.exec(name, ["cat", "hello.txt"], timeout=30)
