@@ -24,6 +24,8 @@ from pathlib import PurePosixPath
 from types import TracebackType
 from typing import Any
 
+from tests.fakes import openai_chat, openai_responses
+
 MODEL = "claude-fake-1"
 DEFAULT_TRIGGER = re.compile(r"create the file (\S+) with (.+)", re.DOTALL)
 # Claude Code states its cwd in the system prompt's environment section.
@@ -189,6 +191,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"input_tokens": 42})
         elif route.endswith("/messages") and isinstance(body, dict):
             self._messages(body)
+        elif route.endswith("/responses") and isinstance(body, dict):
+            openai_responses.serve(self, body)
+        elif route.endswith("/chat/completions") and isinstance(body, dict):
+            openai_chat.serve(self, body)
         else:
             self._json(200, {})
 
