@@ -286,7 +286,9 @@ class TurnActivities:
             open_credential(self._keyring, run.context.credential),
             run.context.credential.base_url,
         )
-        await self._provider.write_file(sandbox, run.files.prompt, run.context.prompt.encode())
+        await self._provider.write_file(
+            sandbox, run.files.prompt, run.context.agent_prompt.encode()
+        )
         # Secrets reach the agent through this file only: readable inside the sandbox alone,
         # removed by the runner once read; never on a command line or in workflow history.
         await self._provider.write_file(sandbox, run.files.env, _env_file(secret_env).encode())
