@@ -21,6 +21,8 @@ class AgentSpec:
     name: str
     models: tuple[ModelSpec, ...]
     default_model: str
+    # "module:Class" of the adapter, imported when a turn first needs it.
+    adapter: str = ""
 
     def model(self, model_id: str) -> ModelSpec | None:
         return next((m for m in self.models if m.id == model_id), None)
@@ -42,6 +44,7 @@ CLAUDE_CODE = AgentSpec(
         ModelSpec("claude-haiku-4-5", "Claude Haiku 4.5", "anthropic"),
     ),
     default_model="claude-sonnet-4-5",
+    adapter="agents.claude_code:ClaudeCodeAdapter",
 )
 
 CODEX = AgentSpec(
@@ -56,6 +59,7 @@ CODEX = AgentSpec(
         ModelSpec("gpt-4.1-mini", "GPT-4.1 mini", "openai"),
     ),
     default_model="gpt-5-codex",
+    adapter="agents.codex:CodexAdapter",
 )
 
 OPENCODE = AgentSpec(
@@ -69,6 +73,7 @@ OPENCODE = AgentSpec(
         ModelSpec("opencode/grok-code", "Grok Code (OpenCode Zen)", "opencode"),
     ),
     default_model="anthropic/claude-sonnet-4-5",
+    adapter="agents.opencode:OpenCodeAdapter",
 )
 
 AGENTS: dict[str, AgentSpec] = {a.id: a for a in (CLAUDE_CODE, CODEX, OPENCODE)}
