@@ -23,7 +23,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from temporalio import activity
 
-from agents.base import SESSION_ID, AgentAdapter, AgentEvent, LineParser, TurnLaunch
+from agents.base import ERROR, SESSION_ID, AgentAdapter, AgentEvent, LineParser, TurnLaunch
 from agents.finished import is_finished
 from agents.registry import AgentNotAvailable, adapter_for
 from agents.tools import ensure_installed
@@ -320,7 +320,7 @@ class TurnActivities:
         started = time.monotonic()
         last_liveness = last_heartbeat = started
         interval = _MIN_POLL
-        timed_out = False
+        timed_out = fatal = False
         while True:
             chunk = await self._read(sandbox, handle.log_path, offset)
             end = chunk.rfind(b"\n")
@@ -333,6 +333,11 @@ class TurnActivities:
                 session_id: str | None = None
                 for raw in lines:
                     events = parser.feed(raw.decode(errors="replace"))
+                    if not fatal and any(_is_fatal(e) for e in events):
+                        # The agent would retry forever (e.g. OpenCode on a 429): end it now;
+                        # the parser's outcome carries the reason.
+                        fatal = True
+                        await self._kill(run.info, run.files, mark_cancelled=False)
                     if line_no > stored_through:
                         batch.extend(_stamp(run, events, line_no))
                         session_id = _session_id(events) or session_id
@@ -535,6 +540,10 @@ def _stamp(run: _Run, events: list[AgentEvent], line_no: int) -> list[NewEvent]:
         NewEvent(event.kind, {"turn_id": str(turn_id), **event.payload}, turn_id, line_no, part)
         for part, event in enumerate(events)
     ]
+
+
+def _is_fatal(event: AgentEvent) -> bool:
+    return event.kind == ERROR and bool(event.payload.get("fatal"))
 
 
 def _session_id(events: list[AgentEvent]) -> str | None:

@@ -19,7 +19,7 @@ STDOUT = "stdout"  # {"content"}
 STDERR = "stderr"  # {"content"}
 SESSION_ID = "session-id"  # {"session_id"}
 USAGE = "usage"  # {"input_tokens", "output_tokens", "cost_usd"}
-ERROR = "error"  # {"message"}
+ERROR = "error"  # {"message"}; with "fatal": true the runner ends the agent at once
 
 
 @dataclass(frozen=True)
