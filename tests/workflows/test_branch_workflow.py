@@ -22,9 +22,14 @@ from workflows.types import (
     BranchStatus,
     BranchStatusUpdate,
     BranchWorkflowInput,
+    MessageRequest,
     SandboxReady,
     SandboxState,
     SandboxWatchResult,
+    TurnClosure,
+    TurnInput,
+    TurnResult,
+    TurnStatus,
 )
 
 
@@ -35,6 +40,8 @@ class FakeSandboxActivities:
         self.create_error: str | None = None
         self.sandbox_dies = asyncio.Event()
         self.auto_stop = 600
+        self.hold: set[str] = set()  # turns that keep running until released or cancelled
+        self.killed: set[str] = set()
 
     @activity.defn(name="create_sandbox")
     async def create_sandbox(self, ref: BranchRef) -> SandboxReady:
@@ -66,6 +73,30 @@ class FakeSandboxActivities:
     async def record_branch_status(self, update: BranchStatusUpdate) -> None:
         self.statuses.append(update)
 
+    @activity.defn(name="start_sandbox")
+    async def start_sandbox(self, ref: BranchRef) -> SandboxReady:
+        self.calls.append("start")
+        return SandboxReady(workdir="/home/agent/workspace", auto_stop_seconds=self.auto_stop)
+
+    @activity.defn(name="run_turn")
+    async def run_turn(self, request: TurnInput) -> TurnResult:
+        self.calls.append(f"turn:{request.turn_id}")
+        while request.turn_id in self.hold:
+            activity.heartbeat()
+            await asyncio.sleep(0.05)
+        status = TurnStatus.CANCELLED if request.turn_id in self.killed else TurnStatus.SUCCEEDED
+        return TurnResult(request.turn_id, status)
+
+    @activity.defn(name="cancel_turn")
+    async def cancel_turn(self, request: TurnInput) -> None:
+        self.calls.append(f"cancel:{request.turn_id}")
+        self.killed.add(request.turn_id)
+        self.hold.discard(request.turn_id)
+
+    @activity.defn(name="close_turns")
+    async def close_turns(self, closure: TurnClosure) -> None:
+        self.calls.append(f"close:{','.join(closure.turn_ids)}:{closure.status.value}")
+
     def all(self) -> list[Callable[..., Any]]:
         return [
             self.create_sandbox,
@@ -73,6 +104,10 @@ class FakeSandboxActivities:
             self.stop_sandbox,
             self.delete_sandbox,
             self.record_branch_status,
+            self.start_sandbox,
+            self.run_turn,
+            self.cancel_turn,
+            self.close_turns,
         ]
 
 
@@ -170,3 +205,84 @@ async def test_failed_creation_is_an_error_with_the_reason(
         await handle.signal(BranchWorkflow.request_delete)
         await handle.result()
     assert fakes.calls == ["create", "delete"]
+
+
+async def _message(handle: WorkflowHandle[BranchWorkflow, None], turn_id: str) -> int:
+    accepted = await handle.execute_update(
+        BranchWorkflow.send_message, MessageRequest(turn_id, f"m-{turn_id}")
+    )
+    return accepted.queue_position
+
+
+async def test_messages_run_in_order_and_a_repeat_is_one_turn(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeSandboxActivities()
+    fakes.hold.add("t1")
+    worker, handle = await _start(temporal_env, fakes)
+    async with worker:
+        await _until(handle, BranchStatus.IDLE)
+        await _message(handle, "t1")
+        await _until(handle, BranchStatus.RUNNING)
+        assert await _message(handle, "t2") == 1
+        assert await _message(handle, "t3") == 2
+        assert await _message(handle, "t2") == 1  # the same turn again: not queued twice
+        snapshot = await handle.query(BranchWorkflow.snapshot)
+        assert (snapshot.running_turn, snapshot.queued_turns) == ("t1", ["t2", "t3"])
+        fakes.hold.discard("t1")
+        for _ in range(200):
+            if (await handle.query(BranchWorkflow.snapshot)).queued_turns == [] and (
+                "turn:t3" in fakes.calls
+            ):
+                break
+            await asyncio.sleep(0.05)
+        await _until(handle, BranchStatus.IDLE)
+        assert [c for c in fakes.calls if c.startswith("turn:")] == [
+            "turn:t1",
+            "turn:t2",
+            "turn:t3",
+        ]
+        await handle.signal(BranchWorkflow.request_delete)
+        await handle.result()
+
+
+async def test_stop_cancels_the_running_turn_and_drops_the_queue(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeSandboxActivities()
+    fakes.hold.add("t1")
+    worker, handle = await _start(temporal_env, fakes)
+    async with worker:
+        await _until(handle, BranchStatus.IDLE)
+        await _message(handle, "t1")
+        await _message(handle, "t2")
+        await _until(handle, BranchStatus.RUNNING)
+        await handle.signal(BranchWorkflow.stop)
+        for _ in range(200):
+            if "close:t2:cancelled" in fakes.calls:
+                break
+            await asyncio.sleep(0.05)
+        await _until(handle, BranchStatus.IDLE)
+        assert "cancel:t1" in fakes.calls
+        assert "close:t2:cancelled" in fakes.calls
+        assert "turn:t2" not in fakes.calls
+        await handle.signal(BranchWorkflow.request_delete)
+        await handle.result()
+
+
+async def test_a_stopped_sandbox_starts_again_for_the_next_message(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeSandboxActivities()
+    fakes.auto_stop = 1
+    worker, handle = await _start(temporal_env, fakes)
+    async with worker:
+        await _until(handle, BranchStatus.STOPPED)
+        await _message(handle, "t1")
+        for _ in range(200):
+            if "turn:t1" in fakes.calls:
+                break
+            await asyncio.sleep(0.05)
+        assert fakes.calls.index("start") < fakes.calls.index("turn:t1")
+        await handle.signal(BranchWorkflow.request_delete)
+        await handle.result()
