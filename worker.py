@@ -19,6 +19,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.loops import LoopActivities
 from activities.sandbox import SandboxActivities
 from activities.turns import TurnActivities
 from config.settings import Settings
@@ -28,11 +29,12 @@ from sandboxes.registry import build_provider
 from security.crypto import keyring_from_settings
 from workflows.branch import BranchWorkflow
 from workflows.client import build_temporal_client
+from workflows.loop import LoopRunWorkflow
 from workflows.search_attributes import ALL_KEYS
 
 logger = logging.getLogger("upstream.worker")
 
-WORKFLOWS: Sequence[type] = (BranchWorkflow,)
+WORKFLOWS: Sequence[type] = (BranchWorkflow, LoopRunWorkflow)
 
 
 def build_worker(
@@ -43,6 +45,7 @@ def build_worker(
     sessions: SessionFactory,
 ) -> Worker:
     sandbox = SandboxActivities(provider, sessions)
+    loops = LoopActivities(client, sessions)
     turns = TurnActivities(
         provider,
         sessions,
@@ -64,6 +67,8 @@ def build_worker(
             turns.run_turn,
             turns.cancel_turn,
             turns.close_turns,
+            loops.submit_turn,
+            loops.record_progress,
         ],
         graceful_shutdown_timeout=timedelta(seconds=10),
     )

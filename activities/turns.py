@@ -23,7 +23,15 @@ from pathlib import Path
 from sqlalchemy import func, select
 from temporalio import activity
 
-from agents.base import ERROR, SESSION_ID, AgentAdapter, AgentEvent, LineParser, TurnLaunch
+from agents.base import (
+    ERROR,
+    SESSION_ID,
+    USAGE,
+    AgentAdapter,
+    AgentEvent,
+    LineParser,
+    TurnLaunch,
+)
 from agents.finished import is_finished
 from agents.registry import AgentNotAvailable, adapter_for
 from agents.tools import ensure_installed
@@ -321,6 +329,7 @@ class TurnActivities:
         last_liveness = last_heartbeat = started
         interval = _MIN_POLL
         timed_out = fatal = False
+        usage = _Usage()
         while True:
             chunk = await self._read(sandbox, handle.log_path, offset)
             end = chunk.rfind(b"\n")
@@ -333,6 +342,7 @@ class TurnActivities:
                 session_id: str | None = None
                 for raw in lines:
                     events = parser.feed(raw.decode(errors="replace"))
+                    usage.add(events)
                     if not fatal and any(_is_fatal(e) for e in events):
                         # The agent would retry forever (e.g. OpenCode on a 429): end it now;
                         # the parser's outcome carries the reason.
@@ -354,7 +364,7 @@ class TurnActivities:
             if exit_code is not None:
                 if await self._read(sandbox, handle.log_path, offset):
                     continue  # written just before the exit file: drain it first
-                return await self._finish(run, parser, exit_code, line_no, timed_out)
+                return await self._finish(run, parser, exit_code, usage, timed_out)
             if not timed_out and now - started > self._turn_timeout:
                 timed_out = True
                 await self._kill(run.info, run.files, mark_cancelled=False)
@@ -362,7 +372,7 @@ class TurnActivities:
             if now - last_liveness >= _LIVENESS_EVERY and now - started > _STARTUP_GRACE:
                 last_liveness = now
                 if not await self._alive_or_exited(sandbox, handle):
-                    return await self._finish(run, parser, None, line_no, timed_out)
+                    return await self._finish(run, parser, None, usage, timed_out)
             await asyncio.sleep(interval)
             interval = min(interval * 2, _MAX_POLL)
 
@@ -371,10 +381,11 @@ class TurnActivities:
         run: _Run,
         parser: LineParser,
         exit_code: int | None,
-        line_no: int,
+        usage: _Usage,
         timed_out: bool,
     ) -> TurnResult:
         trailing, outcome = parser.finish(exit_code)
+        usage.add(trailing)
         cancelled = await self._exists(run.info.sandbox_id, run.files.cancelled)
         if cancelled:
             status, error = TurnStatus.CANCELLED, None
@@ -393,6 +404,7 @@ class TurnActivities:
             trailing=trailing,
             reply=outcome.final_text,
             session_id=outcome.session_id,
+            usage=usage,
         )
 
     async def _close(
@@ -404,6 +416,7 @@ class TurnActivities:
         trailing: list[AgentEvent] | None = None,
         reply: str = "",
         session_id: str | None = None,
+        usage: _Usage | None = None,
     ) -> TurnResult:
         commit_sha = await self._commit(run)
         finished = status is TurnStatus.SUCCEEDED and is_finished(reply)
@@ -422,7 +435,15 @@ class TurnActivities:
                 reply=reply,
                 commit_sha=commit_sha,
             )
-        return TurnResult(str(turn_id), status, finished=finished, error=error)
+        spent = usage or _Usage()
+        return TurnResult(
+            str(turn_id),
+            status,
+            finished=finished,
+            error=error,
+            tokens=spent.tokens,
+            cost_usd=spent.cost_usd,
+        )
 
     # -- pieces ---------------------------------------------------------------------------
 
@@ -522,6 +543,20 @@ class TurnActivities:
     async def _exists(self, sandbox: str, path: str) -> bool:
         result = await self._provider.exec(sandbox, ["test", "-e", path], timeout=30)
         return result.exit_code == 0
+
+
+@dataclass
+class _Usage:
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, events: list[AgentEvent]) -> None:
+        for event in events:
+            if event.kind == USAGE:
+                payload = event.payload
+                self.tokens += int(payload.get("input_tokens") or 0)
+                self.tokens += int(payload.get("output_tokens") or 0)
+                self.cost_usd += float(payload.get("cost_usd") or 0.0)
 
 
 @dataclass(frozen=True)

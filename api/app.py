@@ -20,6 +20,7 @@ from api.routes import (
     credentials,
     events,
     health,
+    loops,
     me,
     messages,
     repos,
@@ -82,6 +83,8 @@ def create_app(
     api.include_router(branches.router)
     api.include_router(messages.router)
     api.include_router(events.router)
+    api.include_router(loops.branch_router)
+    api.include_router(loops.router)
     app.include_router(api)
 
     @app.get("/", include_in_schema=False)

@@ -18,7 +18,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ServiceUnavailable
+from api.loops import active_loop, start_loop, steer_loop, stop_loop
 from api.schemas.conversation import MessageAccepted, MessageCreate
+from api.schemas.loops import LoopCreate
 from db.access import OwnerScope
 from db.models import Branch, Message, Turn
 from workflows.branch import BranchWorkflow
@@ -29,10 +31,32 @@ _RPC_TIMEOUT = timedelta(seconds=10)
 
 
 async def submit_message(
-    scope: OwnerScope, temporal: Client, branch_id: uuid.UUID, body: MessageCreate
+    scope: OwnerScope,
+    temporal: Client,
+    task_queue: str,
+    branch_id: uuid.UUID,
+    body: MessageCreate,
 ) -> MessageAccepted:
     branch = await scope.get(Branch, branch_id)
     existing = await _existing(scope, branch.id, body.idempotency_key)
+    if existing is None:
+        running = await active_loop(scope, branch.id)
+        if running is not None:
+            message, turn = await steer_loop(scope, temporal, branch, running, body.content)
+            return MessageAccepted(
+                message_id=message.id, turn_id=turn.id, queue_position=1, loop_id=running.id
+            )
+        if branch.loop_enabled:
+            run = await start_loop(
+                scope, temporal, task_queue, branch, LoopCreate(prompt=body.content)
+            )
+            assert run.first_message_id is not None and run.first_turn_id is not None
+            return MessageAccepted(
+                message_id=run.first_message_id,
+                turn_id=run.first_turn_id,
+                queue_position=0,
+                loop_id=run.id,
+            )
     created = existing is None
     if existing is None:
         try:
@@ -123,6 +147,9 @@ async def _send(temporal: Client, branch_id: uuid.UUID, request: MessageRequest)
 
 async def request_stop(scope: OwnerScope, temporal: Client, branch_id: uuid.UUID) -> None:
     branch = await scope.get(Branch, branch_id)
+    running = await active_loop(scope, branch.id)
+    if running is not None:
+        await stop_loop(temporal, running.id)
     handle = temporal.get_workflow_handle_for(BranchWorkflow.run, branch_workflow_id(branch.id))
     try:
         await handle.signal(BranchWorkflow.stop, rpc_timeout=_RPC_TIMEOUT)

@@ -33,6 +33,7 @@ from stack.postgres import EmbeddedPostgres
 from workflows.search_attributes import ALL_KEYS
 
 TABLES = (
+    "loop_runs",
     "events",
     "turns",
     "messages",

@@ -20,18 +20,22 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 with workflow.unsafe.imports_passed_through():
     from activities.sandbox import SandboxActivities
     from activities.turns import TurnActivities
+    from workflows.ids import loop_workflow_id
     from workflows.search_attributes import BRANCH_STATUS
+    from workflows.signals import LOOP_TURN_FINISHED
     from workflows.types import (
         BranchSnapshot,
         BranchStatus,
         BranchStatusUpdate,
         BranchWorkflowInput,
+        LoopTurnDone,
         MessageRequest,
         SandboxState,
         SandboxWatchResult,
         TurnAccepted,
         TurnClosure,
         TurnInput,
+        TurnResult,
         TurnStatus,
     )
 
@@ -191,7 +195,7 @@ class BranchWorkflow:
             except TimeoutError:
                 turn.cancel()
         try:
-            await turn
+            result = await turn
         except (asyncio.CancelledError, ActivityError) as err:
             # The activity records its own outcome; this covers one that never could (retries
             # exhausted, cancelled before it wrote anything).
@@ -202,8 +206,10 @@ class BranchWorkflow:
             )
             status = TurnStatus.CANCELLED if self._is_cancel(err) else TurnStatus.FAILED
             await self._close_turns([request.turn_id], status, reason)
+            result = TurnResult(request.turn_id, status, error=reason)
         self._running_turn = None
         await self._set_status(BranchStatus.IDLE, None)
+        await _tell_loop(request, result)
 
     def _is_cancel(self, err: BaseException) -> bool:
         if isinstance(err, asyncio.CancelledError):
@@ -213,9 +219,12 @@ class BranchWorkflow:
     async def _drop_queue(self) -> None:
         self._stop_requested = False
         if self._state.pending:
-            dropped = [r.turn_id for r in self._state.pending]
-            self._state.pending = []
-            await self._close_turns(dropped, TurnStatus.CANCELLED, "stopped before it started")
+            dropped, self._state.pending = self._state.pending, []
+            await self._close_turns(
+                [r.turn_id for r in dropped], TurnStatus.CANCELLED, "stopped before it started"
+            )
+            for request in dropped:
+                await _tell_loop(request, TurnResult(request.turn_id, TurnStatus.CANCELLED))
 
     async def _close_turns(self, turn_ids: list[str], status: TurnStatus, reason: str) -> None:
         await workflow.execute_activity_method(
@@ -352,6 +361,20 @@ class BranchWorkflow:
             start_to_close_timeout=_QUICK,
             retry_policy=_QUICK_RETRY,
         )
+
+
+async def _tell_loop(request: MessageRequest, result: TurnResult) -> None:
+    """A loop run waits for its turns' results; the branch stays the only writer of turns."""
+    if request.loop_id is None:
+        return
+    loop = workflow.get_external_workflow_handle(loop_workflow_id(request.loop_id))
+    done = LoopTurnDone(
+        result.turn_id, result.status, result.finished, result.tokens, result.cost_usd
+    )
+    try:
+        await loop.signal(LOOP_TURN_FINISHED, done)
+    except Exception:  # the loop run is gone (finished, terminated): nobody is waiting
+        workflow.logger.info("loop %s has ended; its turn result is dropped", request.loop_id)
 
 
 async def _watch_result(watch: asyncio.Task[SandboxWatchResult]) -> SandboxWatchResult:

@@ -46,6 +46,7 @@ class MessageRequest:
 
     turn_id: str
     message_id: str
+    loop_id: str | None = None  # the loop run to tell when this turn ends
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class TurnResult:
     status: TurnStatus
     finished: bool = False
     error: str | None = None
+    tokens: int = 0
+    cost_usd: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -125,3 +128,89 @@ class BranchStatusUpdate:
     status: BranchStatus
     detail: str | None = None
     sandbox: SandboxState | None = None
+
+
+class LoopStopReason(StrEnum):
+    FINISHED = "finished"
+    MAX_ITERATIONS = "max_iterations"
+    BUDGET_TOKENS = "budget_tokens"
+    BUDGET_COST = "budget_cost"
+    BUDGET_TIME = "budget_time"
+    STOPPED = "stopped"
+    TURN_FAILED = "turn_failed"
+
+
+@dataclass(frozen=True)
+class LoopBudget:
+    tokens: int | None = None
+    cost_usd: float | None = None
+    seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class LoopTurnDone:
+    """Signal from the branch workflow: a turn of this loop ended."""
+
+    turn_id: str
+    status: TurnStatus
+    finished: bool
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class SteerRequest:
+    """A user message sent during the loop: the next iteration's prompt."""
+
+    turn_id: str
+    message_id: str
+
+
+@dataclass
+class LoopState:
+    """LoopRunWorkflow input, also carried across continue-as-new."""
+
+    loop_id: str
+    branch: BranchRef
+    max_iterations: int
+    budget: LoopBudget
+    first: SteerRequest
+    iteration: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+    started_at: datetime | None = None
+    steering: list[SteerRequest] = field(default_factory=list)
+    stop_requested: bool = False
+
+
+@dataclass(frozen=True)
+class LoopSnapshot:
+    loop_id: str
+    iteration: int
+    max_iterations: int
+    running_turn: str | None
+    tokens: int
+    cost_usd: float
+    stop_requested: bool
+
+
+@dataclass(frozen=True)
+class LoopSubmission:
+    loop_id: str
+    branch: BranchRef
+    iteration: int
+    # The turn to run: a steering message or the loop's first; None makes a continuation.
+    turn: SteerRequest | None
+    # True: hand the turn over as an ordinary one (a steering message left when the loop ended).
+    standalone: bool = False
+
+
+@dataclass(frozen=True)
+class LoopProgress:
+    loop_id: str
+    branch: BranchRef
+    iteration: int
+    tokens: int
+    cost_usd: float
+    stop_reason: LoopStopReason | None = None
+    detail: str | None = None

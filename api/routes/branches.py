@@ -15,6 +15,7 @@ from api.branch_workflows import (
 from api.conversation import request_stop
 from api.deps import ScopeDep, SettingsDep, TemporalDep
 from api.errors import ServiceUnavailable
+from api.loops import latest_loop, loop_summary
 from api.routes.settings import load_settings
 from api.schemas.branches import BranchCreate, BranchOut, BranchPatch, SandboxOut
 from api.schemas.conversation import StopAccepted
@@ -133,7 +134,10 @@ async def list_branches(repo_id: uuid.UUID, scope: ScopeDep) -> list[BranchOut]:
 @router.get("/{branch_id}", response_model=BranchOut)
 async def read_branch(branch_id: uuid.UUID, scope: ScopeDep, temporal: TemporalDep) -> BranchOut:
     branch = await scope.get(Branch, branch_id)
-    return branch_out(branch, await query_branch_snapshot(temporal, branch.id))
+    out = branch_out(branch, await query_branch_snapshot(temporal, branch.id))
+    run = await latest_loop(scope, branch.id)
+    out.loop = loop_summary(run) if run is not None else None
+    return out
 
 
 @router.patch("/{branch_id}", response_model=BranchOut)

@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, status
 
 from api.conversation import submit_message
-from api.deps import ScopeDep, TemporalDep
+from api.deps import ScopeDep, SettingsDep, TemporalDep
 from api.schemas.conversation import MessageAccepted, MessageCreate
 from api.schemas.messages import TranscriptOut
 from api.transcript import load_transcript
@@ -17,12 +17,17 @@ router = APIRouter(prefix="/branches/{branch_id}/messages", tags=["messages"])
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=MessageAccepted)
 async def send_message(
-    branch_id: uuid.UUID, body: MessageCreate, scope: ScopeDep, temporal: TemporalDep
+    branch_id: uuid.UUID,
+    body: MessageCreate,
+    scope: ScopeDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
 ) -> MessageAccepted:
     """Queue a message for the branch's agent; answered at once with the turn's id. Messages
     sent while a turn runs wait their turn, in order. The same `idempotency_key` twice makes
-    one turn."""
-    return await submit_message(scope, temporal, branch_id, body)
+    one turn. During a loop run the message steers it (it becomes the next iteration's
+    prompt); with `loop_enabled` on the branch it starts a loop run."""
+    return await submit_message(scope, temporal, settings.task_queue, branch_id, body)
 
 
 @router.get("", response_model=TranscriptOut)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from api.schemas.loops import LoopSummary
 from workflows.types import BranchStatus, SandboxState
 
 # Length is checked by the ref validator so the error names the rule; this only bounds input.
@@ -48,4 +49,5 @@ class BranchOut(BaseModel):
     loop_enabled: bool
     loop_max_iterations: int | None
     sandbox: SandboxOut | None = None
+    loop: LoopSummary | None = Field(default=None, description="The latest loop run, if any")
     created_at: datetime

@@ -28,6 +28,9 @@ class MessageAccepted(BaseModel):
     message_id: uuid.UUID
     turn_id: uuid.UUID
     queue_position: int = Field(description="0 when it starts right away, else its place in line")
+    loop_id: uuid.UUID | None = Field(
+        default=None, description="The loop run this message started or steers, if any"
+    )
 
 
 class StopAccepted(BaseModel):

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from api.app import create_app
 from config.settings import Settings
 from db.engine import SessionFactory
+from db.models import LoopRun
 from db.users import get_or_create_user
 from tests.conftest import TABLES, Caller
 
@@ -29,6 +30,9 @@ BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("GET", "/api/branches/{branch_id}/events"): None,
     ("POST", "/api/branches/{branch_id}/messages"): {"content": "hello"},
     ("POST", "/api/branches/{branch_id}/stop"): None,
+    ("POST", "/api/branches/{branch_id}/loops"): {"prompt": "go"},
+    ("GET", "/api/loops/{loop_id}"): None,
+    ("POST", "/api/loops/{loop_id}/stop"): None,
     ("DELETE", "/api/tokens/{token_id}"): None,
 }
 
@@ -67,7 +71,22 @@ async def test_every_route_hides_other_users_objects(
         "/api/me/credentials/anthropic", json={"api_key": "sk-alice-1"}, headers=alice.headers
     )
     alice_token = (await api.get("/api/tokens", headers=alice.headers)).json()[0]["id"]
-    ids = {"repo_id": repo.json()["id"], "branch_id": branch.json()["id"], "token_id": alice_token}
+    async with sessions.begin() as session:
+        alice_id = (
+            await session.execute(text("SELECT id FROM users WHERE login = 'alice'"))
+        ).scalar()
+        loop = LoopRun(
+            user_id=alice_id, branch_id=branch.json()["id"], prompt="go", max_iterations=3
+        )
+        session.add(loop)
+        await session.flush()
+        loop_id = str(loop.id)
+    ids = {
+        "repo_id": repo.json()["id"],
+        "branch_id": branch.json()["id"],
+        "token_id": alice_token,
+        "loop_id": loop_id,
+    }
 
     # Read from the OpenAPI document: it lists every route the app serves.
     paths = create_app(settings).openapi()["paths"]

@@ -79,6 +79,10 @@ class FakeModelServer:
         self.slow_seconds = slow_seconds  # spread each streamed reply over this long
         self.invalid_keys: set[str] = set()  # API keys answered with 401
         self.rate_limited = False  # answer every messages request with 429
+        # Loop tests: answer "FINISHED" from the N-th text reply on (each loop iteration is one
+        # such reply; a counter is the one dependable measure across agents' history formats).
+        self.finish_after: int | None = None
+        self._text_replies = 0
         # (status, error type, message) to answer every messages request with, e.g. no credit.
         self.forced_error: tuple[int, str, str] | None = None
         self._requests: list[RecordedRequest] = []
@@ -139,6 +143,13 @@ class FakeModelServer:
             tool_id = f"toolu_{uuid.uuid4().hex[:24]}"
             return [{"type": "tool_use", "id": tool_id, "name": "Write", "input": tool_input}]
         prompts = [m for m in users if not _has_block(m, "tool_result")]
+        if self.finish_after is not None:
+            with self._lock:
+                self._text_replies += 1
+                if self._text_replies >= self.finish_after:
+                    return [{"type": "text", "text": "FINISHED"}]
+            # Not an echo: the continuation prompt itself contains the word FINISHED.
+            return [{"type": "text", "text": f"Still working ({len(prompts)} prompts so far)."}]
         return [{"type": "text", "text": f"I see {len(prompts)} user messages. You said: {said}"}]
 
     def _cwd(self, body: dict[str, Any]) -> str:
