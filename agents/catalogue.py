@@ -51,6 +51,7 @@ CODEX = AgentSpec(
     id="codex",
     name="Codex",
     models=(
+        ModelSpec("gpt-5.5", "GPT-5.5", "openai"),
         ModelSpec("gpt-5-codex", "GPT-5 Codex", "openai"),
         ModelSpec("gpt-5", "GPT-5", "openai"),
         ModelSpec("codex-mini", "Codex Mini", "openai"),
@@ -58,7 +59,7 @@ CODEX = AgentSpec(
         ModelSpec("o4-mini", "o4-mini", "openai"),
         ModelSpec("gpt-4.1-mini", "GPT-4.1 mini", "openai"),
     ),
-    default_model="gpt-5-codex",
+    default_model="gpt-5.5",
     adapter="agents.codex:CodexAdapter",
 )
 

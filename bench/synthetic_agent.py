@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.base import (
+    STDERR,
     TOKEN,
     AgentEvent,
     LaunchPlan,
@@ -31,7 +32,10 @@ SPEC = AgentSpec(
 _PROGRAM = r"""
 import json, sys, time
 words = sys.stdin.read().split()
-count, rate = int(words[0]), float(words[1])
+try:
+    count, rate = int(words[0]), float(words[1])
+except (IndexError, ValueError):  # a loop's continuation prompt: a short reply
+    count, rate = 5, 0.0
 start = time.time()
 out = sys.stdout
 for i in range(count):
@@ -51,7 +55,10 @@ class SyntheticParser:
     finished: bool = False
 
     def feed(self, line: str) -> list[AgentEvent]:
-        record: dict[str, Any] = json.loads(line)
+        try:
+            record: dict[str, Any] = json.loads(line)
+        except ValueError:
+            return [AgentEvent(STDERR, {"content": line})]
         if "result" in record:
             self.finished = True
             return []
