@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
+from temporalio.testing import WorkflowEnvironment
 
 from db.engine import SessionFactory
 from db.models import Event, Message, Turn
@@ -87,6 +88,7 @@ async def test_loop_runs_until_the_agent_says_finished(
     git_remote: Path,
     sessions: SessionFactory,
     model: FakeModelServer,
+    temporal_env: WorkflowEnvironment,
 ) -> None:
     branch_id = await _branch(api, git_remote, model)
     model.finish_after = 3
@@ -108,6 +110,15 @@ async def test_loop_runs_until_the_agent_says_finished(
     ]
     branch = (await api.get(f"/api/branches/{branch_id}")).json()
     assert branch["loop"]["stop_reason"] == "finished"
+    # Loop runs are listed in the Temporal UI by branch, kind and status.
+    query = f"BranchId = '{branch_id}' AND WorkflowKind = 'loop' AND LoopStatus = 'completed'"
+    listed: list[str] = []
+    for _ in range(40):
+        listed = [wf.id async for wf in temporal_env.client.list_workflows(query)]
+        if listed:
+            break
+        await asyncio.sleep(0.25)
+    assert listed == [f"loop-{started['id']}"]
 
 
 async def test_cap_and_budget_end_a_loop(
