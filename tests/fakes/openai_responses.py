@@ -26,6 +26,8 @@ import uuid
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from tests.fakes import openai_chat
+
 if TYPE_CHECKING:  # a runtime import would be circular: model_server imports this module
     from tests.fakes.model_server import FakeModelServer
 
@@ -76,6 +78,9 @@ def reply_items(fake: FakeModelServer, body: dict[str, Any]) -> list[dict[str, A
             lines = "".join(f"+{line}\n" for line in content.split("\n"))
             diff = f"*** Begin Patch\n*** Add File: {path}\n{lines}*** End Patch"
             return [_tool_call("custom_tool_call", "apply_patch", input=diff)]
+        if _offers(body, openai_chat.OPENCODE_WRITE_TOOL):  # OpenCode, for openai/... models
+            name, arguments = openai_chat.opencode_write_call(match.group(1), content)
+            return [_tool_call("function_call", name, arguments=arguments)]
         # printf '%s', not echo: the content arrives exactly, without a trailing newline.
         quoted = shlex.quote(path)
         command = f"printf '%s' {shlex.quote(content)} > {quoted} && wc -c {quoted}"

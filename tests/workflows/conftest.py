@@ -79,7 +79,10 @@ def settings(settings: Settings, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+def worker(
+    settings: Settings, tmp_path: Path, provider: LocalSandboxProvider
+) -> Iterator[WorkerProcess]:
+    """Also tears down every sandbox the test's workflows made (through `provider`)."""
     process = WorkerProcess(settings, tmp_path / "worker.log")
     process.start()
     yield process
