@@ -233,3 +233,24 @@ async def test_a_worker_killed_mid_loop_loses_and_repeats_no_iteration(
     assert len(turns) == 4 and all(t.status == "succeeded" for t, _ in turns)
     phases = [(e["phase"], e["iteration"]) for e in await _loop_events(sessions, started["id"])]
     assert phases == [("started", 0)] + [("iteration", n) for n in (1, 2, 3, 4)] + [("stopped", 4)]
+
+
+async def test_the_branch_stop_also_ends_its_loop(
+    api: httpx.AsyncClient,
+    worker: WorkerProcess,
+    git_remote: Path,
+    sessions: SessionFactory,
+    model: FakeModelServer,
+) -> None:
+    branch_id = await _branch(api, git_remote, model)
+    model.slow_seconds = 30
+    started = await _start(api, branch_id, budget_seconds=600)
+    for _ in range(300):
+        if model.message_requests():
+            break
+        await asyncio.sleep(0.1)
+    assert (await api.post(f"/api/branches/{branch_id}/stop")).status_code == 202
+    ended = await _ended(api, started["id"], timeout=60)
+    assert (ended["stop_reason"], ended["iterations"]) == ("stopped", 1)
+    [(turn, _)] = await _loop_turns(sessions, started["id"])
+    assert turn.status == "cancelled"
