@@ -13,10 +13,10 @@ SESSION = "97ff5a60-7727-4940-a0a6-8db963c0fcec"
 def launch(**changes: str | None) -> TurnLaunch:
     base = TurnLaunch(
         model="claude-sonnet-4-5",
-        workdir="/work/repo",
-        home="/work/home",
+        workdir="/sbx/repo",
+        home="/sbx/home",
         tools_prefix="/tools/anthropic-ai__claude-code/2.1.197",
-        prompt_path="/work/turn/prompt.txt",
+        prompt_path="/sbx/turn/prompt.txt",
     )
     return TurnLaunch(**{**base.__dict__, **changes})
 
@@ -34,9 +34,9 @@ def test_headless_command_reads_the_prompt_from_stdin() -> None:
         "--model",
         "claude-sonnet-4-5",
     ]
-    assert plan.stdin_path == "/work/turn/prompt.txt"
+    assert plan.stdin_path == "/sbx/turn/prompt.txt"
     assert plan.files == {}
-    assert plan.env["HOME"] == "/work/home"
+    assert plan.env["HOME"] == "/sbx/home"
     assert plan.env["IS_SANDBOX"] == "1"
     assert plan.env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
     assert plan.env["CLAUDE_CODE_MAX_RETRIES"] == "2"
@@ -49,9 +49,9 @@ def test_resume_and_system_prompt() -> None:
         "--resume",
         SESSION,
         "--append-system-prompt-file",
-        "/work/home/.upstream/claude-system-prompt.md",
+        "/sbx/home/.upstream/claude-system-prompt.md",
     ]
-    assert plan.files == {"/work/home/.upstream/claude-system-prompt.md": "Be brief."}
+    assert plan.files == {"/sbx/home/.upstream/claude-system-prompt.md": "Be brief."}
 
 
 @pytest.mark.parametrize("bad", ["--help", "abc", f"{SESSION} ", ""])

@@ -14,16 +14,16 @@ from agents.codex import API_KEY_ENV, BASE_URL_ENV, CodexAdapter, render_toml
 
 THREAD = "01a21e37-89ef-74c1-aca8-6dcddea1ced6"
 PREFIX = "/tools/openai__codex/0.171.0"
-CONFIG = "/work/home/.codex/config.toml"
+CONFIG = "/sbx/home/.codex/config.toml"
 
 
 def launch(**changes: str | None) -> TurnLaunch:
     base = TurnLaunch(
         model="gpt-5-codex",
-        workdir="/work/repo",
-        home="/work/home",
+        workdir="/sbx/repo",
+        home="/sbx/home",
         tools_prefix=PREFIX,
-        prompt_path="/work/turn/prompt.txt",
+        prompt_path="/sbx/turn/prompt.txt",
     )
     return TurnLaunch(**{**base.__dict__, **changes})
 
@@ -42,9 +42,9 @@ def test_headless_command_reads_the_prompt_from_stdin() -> None:
         "gpt-5-codex",
         "-",
     ]
-    assert plan.stdin_path == "/work/turn/prompt.txt"
-    assert plan.env["HOME"] == "/work/home"
-    assert plan.env["CODEX_HOME"] == "/work/home/.codex"
+    assert plan.stdin_path == "/sbx/turn/prompt.txt"
+    assert plan.env["HOME"] == "/sbx/home"
+    assert plan.env["CODEX_HOME"] == "/sbx/home/.codex"
     assert list(plan.files) == [CONFIG]
 
 

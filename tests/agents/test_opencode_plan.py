@@ -12,16 +12,16 @@ from agents.catalogue import OPENCODE
 from agents.opencode import OpenCodeAdapter
 
 SESSION = "ses_de1c18094ffeIN61clss1mc6z6"
-CONFIG = "/work/home/.config/opencode/opencode.json"
+CONFIG = "/sbx/home/.config/opencode/opencode.json"
 
 
 def launch(**changes: str | None) -> TurnLaunch:
     base = TurnLaunch(
         model="anthropic/claude-sonnet-4-5",
-        workdir="/work/repo",
-        home="/work/home",
+        workdir="/sbx/repo",
+        home="/sbx/home",
         tools_prefix="/tools/opencode-ai/1.18.33",
-        prompt_path="/work/turn/prompt.txt",
+        prompt_path="/sbx/turn/prompt.txt",
     )
     return TurnLaunch(**{**base.__dict__, **changes})
 
@@ -47,12 +47,12 @@ def test_headless_command_reads_the_prompt_from_stdin() -> None:
         "--log-level",
         "ERROR",
     ]
-    assert plan.stdin_path == "/work/turn/prompt.txt"
-    assert plan.env["HOME"] == "/work/home"
-    assert plan.env["XDG_CONFIG_HOME"] == "/work/home/.config"
-    assert plan.env["XDG_DATA_HOME"] == "/work/home/.local/share"  # sessions: resume needs it
-    assert plan.env["XDG_CACHE_HOME"] == "/work/home/.cache"
-    assert plan.env["XDG_STATE_HOME"] == "/work/home/.local/state"
+    assert plan.stdin_path == "/sbx/turn/prompt.txt"
+    assert plan.env["HOME"] == "/sbx/home"
+    assert plan.env["XDG_CONFIG_HOME"] == "/sbx/home/.config"
+    assert plan.env["XDG_DATA_HOME"] == "/sbx/home/.local/share"  # sessions: resume needs it
+    assert plan.env["XDG_CACHE_HOME"] == "/sbx/home/.cache"
+    assert plan.env["XDG_STATE_HOME"] == "/sbx/home/.local/state"
     assert plan.env["OPENCODE_DISABLE_MODELS_FETCH"] == "1"
     permissions = json.loads(plan.env["OPENCODE_PERMISSION"])
     assert set(permissions.values()) == {"allow"}
@@ -118,7 +118,7 @@ def test_resume_and_system_prompt() -> None:
     plan = OpenCodeAdapter().plan(launch(resume_session_id=SESSION, system_prompt="Be brief."))
     assert plan.argv[-5:] == ["--session", SESSION, "--print-logs", "--log-level", "ERROR"]
     assert "--title" not in plan.argv
-    path = "/work/home/.upstream/opencode-system-prompt.md"
+    path = "/sbx/home/.upstream/opencode-system-prompt.md"
     assert plan.files[path] == "Be brief."
     assert json.loads(plan.files[CONFIG])["instructions"] == [path]
 
