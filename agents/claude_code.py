@@ -35,6 +35,13 @@ from agents.base import (
     TurnOutcome,
 )
 from agents.catalogue import CLAUDE_CODE, AgentSpec
+from agents.normalize import (
+    as_text,
+    canonical_input,
+    cap,
+    friendly_error,
+    tool_summary,
+)
 
 PACKAGE = ToolPackage(
     npm_name="@anthropic-ai/claude-code",
@@ -117,8 +124,6 @@ def _env(launch: TurnLaunch) -> dict[str, str]:
 
 # --- stream-json parsing ------------------------------------------------------------------------
 
-MAX_OUTPUT_CHARS = 64 * 1024  # per tool result, per tool-input string, per stderr line
-_SUMMARY_CHARS = 120
 _DEFAULT_BASE_URL = "https://api.anthropic.com"
 _TOOL_NAMES = {
     "Bash": "shell",
@@ -129,11 +134,6 @@ _TOOL_NAMES = {
     "Glob": "glob",
     "Grep": "grep",
     "WebSearch": "web_search",
-}
-_INPUT_ALIASES = {
-    "file_path": ("filePath", "path", "target"),
-    "command": ("cmd", "script"),
-    "pattern": ("query", "search"),
 }
 
 
@@ -174,7 +174,7 @@ class ClaudeCodeParser:
         if not isinstance(data, dict):
             # Banners, warnings, crash traces: real information, but never assistant text.
             self._last_stderr = line.strip()[:300]
-            return [AgentEvent(STDERR, {"content": _cap(line)})]
+            return [AgentEvent(STDERR, {"content": cap(line)})]
         handler = self._handlers.get(data.get("type"))
         if handler is None:
             return []  # status lines, future event types: nothing a user needs
@@ -182,7 +182,7 @@ class ClaudeCodeParser:
             return handler(data)
         except (AttributeError, KeyError, TypeError, ValueError):
             # A shape this version never produced: show the line rather than fail the turn.
-            return [AgentEvent(STDERR, {"content": _cap(line)})]
+            return [AgentEvent(STDERR, {"content": cap(line)})]
 
     def finish(self, exit_code: int | None) -> tuple[list[AgentEvent], TurnOutcome]:
         error = self._result_error
@@ -216,7 +216,7 @@ class ClaudeCodeParser:
     def _system(self, data: dict[str, Any]) -> list[AgentEvent]:
         subtype = data.get("subtype")
         if subtype == "init":
-            self._cwd = _str(data.get("cwd")) or None
+            self._cwd = as_text(data.get("cwd")) or None
             return self._session(data)
         if subtype == "api_retry":
             status = data.get("error_status")
@@ -228,7 +228,7 @@ class ClaudeCodeParser:
         return []
 
     def _session(self, data: dict[str, Any]) -> list[AgentEvent]:
-        session_id = _str(data.get("session_id"))
+        session_id = as_text(data.get("session_id"))
         if not session_id or session_id == self._session_id:
             return []
         self._session_id = session_id
@@ -240,7 +240,7 @@ class ClaudeCodeParser:
         event = data.get("event") or {}
         kind = event.get("type")
         if kind == "message_start":
-            self._message_id = _str((event.get("message") or {}).get("id"))
+            self._message_id = as_text((event.get("message") or {}).get("id"))
             self._block_slots = {}
             return []
         if kind == "content_block_start":
@@ -251,13 +251,13 @@ class ClaudeCodeParser:
             slot = len(self._texts) - 1
             self._block_slots[event.get("index", -1)] = slot
             self._streamed.setdefault(self._message_id, deque()).append(slot)
-            return self._delta(slot, _str(block.get("text")))
+            return self._delta(slot, as_text(block.get("text")))
         if kind == "content_block_delta":
             delta = event.get("delta") or {}
             slot_or_none = self._block_slots.get(event.get("index", -1))
             if delta.get("type") != "text_delta" or slot_or_none is None:
                 return []
-            return self._delta(slot_or_none, _str(delta.get("text")))
+            return self._delta(slot_or_none, as_text(delta.get("text")))
         return []
 
     def _delta(self, slot: int, text: str) -> list[AgentEvent]:
@@ -271,16 +271,16 @@ class ClaudeCodeParser:
         if data.get("error"):
             # Claude's own "API Error: …" message (model "<synthetic>"): reported as an error
             # from the result line, so it must not pose as the assistant's reply.
-            self._api_error_kind = _str(data.get("error"))
+            self._api_error_kind = as_text(data.get("error"))
             return []
         subagent = bool(data.get("parent_tool_use_id"))
-        pending = self._streamed.get(_str(message.get("id")), deque())
+        pending = self._streamed.get(as_text(message.get("id")), deque())
         events: list[AgentEvent] = []
         for block in _blocks(message.get("content")):
             if block.get("type") == "tool_use":
                 events.append(self._tool(block))
             elif block.get("type") == "text" and not subagent:
-                events += self._whole_text(_str(block.get("text")), pending)
+                events += self._whole_text(as_text(block.get("text")), pending)
         return events
 
     def _whole_text(self, text: str, pending: deque[int]) -> list[AgentEvent]:
@@ -296,13 +296,13 @@ class ClaudeCodeParser:
         return [AgentEvent(TOKEN, {"content": rest})] if rest else []
 
     def _tool(self, block: dict[str, Any]) -> AgentEvent:
-        raw_name = _str(block.get("name"))
+        raw_name = as_text(block.get("name"))
         tool = _TOOL_NAMES.get(raw_name, raw_name.lower())
-        tool_input = _canonical_input(tool, block.get("input"))
+        tool_input = canonical_input(tool, block.get("input"))
         call = {
-            "id": _str(block.get("id")),
+            "id": as_text(block.get("id")),
             "tool": tool,
-            "summary": _summary(tool, tool_input, self._cwd),
+            "summary": tool_summary(tool, tool_input, self._cwd),
             "input": tool_input,
         }
         return AgentEvent(TOOL, {"tool_call": call})
@@ -312,8 +312,8 @@ class ClaudeCodeParser:
         for block in _blocks((data.get("message") or {}).get("content")):
             if block.get("type") == "tool_result":
                 payload = {
-                    "tool_call_id": _str(block.get("tool_use_id")),
-                    "output": _cap(_flatten(block.get("content"))),
+                    "tool_call_id": as_text(block.get("tool_use_id")),
+                    "output": cap(_flatten(block.get("content"))),
                     "is_error": bool(block.get("is_error")),
                 }
                 events.append(AgentEvent(TOOL_RESULT, payload))
@@ -332,15 +332,17 @@ class ClaudeCodeParser:
         }
         self._has_result = True
         events = [*self._session(data), AgentEvent(USAGE, payload)]
-        subtype = _str(data.get("subtype"))
+        subtype = as_text(data.get("subtype"))
         if data.get("is_error") or subtype.startswith("error"):
             self._result_error = self._error_message(data, subtype)
             events.append(_error(self._result_error))
         return events
 
     def _error_message(self, data: dict[str, Any], subtype: str) -> str:
-        detail = _str(data.get("result")) or "; ".join(_str(e) for e in data.get("errors") or [])
-        friendly = _friendly_error(detail, data.get("api_error_status"), self._api_error_kind)
+        detail = as_text(data.get("result")) or "; ".join(
+            as_text(e) for e in data.get("errors") or []
+        )
+        friendly = friendly_error(detail, data.get("api_error_status"), self._api_error_kind)
         if friendly == "could not reach the model API":
             friendly += f" at {self._base_url}"
         if friendly is None:
@@ -348,42 +350,12 @@ class ClaudeCodeParser:
         return f"{friendly} ({detail[:500]})" if detail else friendly
 
 
-def _friendly_error(detail: str, status: object, kind: str | None) -> str | None:
-    """A short, actionable phrase for the failures users can fix themselves."""
-    text = f"{detail} {kind or ''}".lower()
-    if "credit balance" in text or "billing" in text or status == 402:
-        return "insufficient credit"
-    if status == 401 or _mentions(text, "invalid api key", "x-api-key", "authentication"):
-        return "invalid API key"
-    if status in (429, 529) or _mentions(text, "rate limit", "rate_limit", "overloaded"):
-        return "rate limited by the provider"
-    if _mentions(text, "connectionrefused", "connection refused", "unable to connect"):
-        return "could not reach the model API"
-    if "no conversation found" in text:  # its session files are gone, or the cwd/HOME changed
-        return "could not resume the agent's previous conversation"
-    return None
-
-
-def _mentions(text: str, *needles: str) -> bool:
-    return any(needle in text for needle in needles)
-
-
 def _error(message: str) -> AgentEvent:
     return AgentEvent(ERROR, {"message": message})
 
 
-def _str(value: object) -> str:
-    return value if isinstance(value, str) else ""
-
-
 def _blocks(content: object) -> list[dict[str, Any]]:
     return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
-
-
-def _cap(text: str, limit: int = MAX_OUTPUT_CHARS) -> str:
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}\n… [truncated {len(text) - limit} characters]"
 
 
 def _flatten(content: object) -> str:
@@ -393,49 +365,7 @@ def _flatten(content: object) -> str:
     parts = []
     for block in _blocks(content):
         if block.get("type") == "text":
-            parts.append(_str(block.get("text")))
+            parts.append(as_text(block.get("text")))
         else:
             parts.append(f"[{block.get('type', 'block')}]")
     return "\n".join(parts)
-
-
-def _canonical_input(tool: str, raw: object) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        return {}
-    result = {k: _cap(v) if isinstance(v, str) else v for k, v in raw.items()}
-    for canonical, aliases in _INPUT_ALIASES.items():
-        for alias in aliases:
-            # grep/glob `path` is the directory searched, not a file: leave it alone.
-            if alias == "path" and tool in ("grep", "glob"):
-                continue
-            if canonical not in result and alias in result:
-                result[canonical] = result.pop(alias)
-    return result
-
-
-def _summary(tool: str, tool_input: dict[str, Any], cwd: str | None) -> str:
-    def text(key: str) -> str:
-        return _str(tool_input.get(key))
-
-    if tool == "shell":
-        summary = text("command")
-    elif text("file_path"):
-        summary = _relative(text("file_path"), cwd)
-    elif tool in ("grep", "glob"):
-        where = text("path")
-        summary = text("pattern") + (f" in {_relative(where, cwd)}" if where else "")
-    else:
-        keys = ("pattern", "url", "description", "prompt", "skill")
-        summary = next((text(k) for k in keys if text(k)), "")
-        if not summary:
-            summary = next((v for v in tool_input.values() if isinstance(v, str)), "")
-    summary = " ".join(summary.split())  # one line
-    if len(summary) > _SUMMARY_CHARS:
-        summary = summary[: _SUMMARY_CHARS - 1] + "…"
-    return summary or tool
-
-
-def _relative(path: str, cwd: str | None) -> str:
-    if cwd and path.startswith(cwd.rstrip("/") + "/"):
-        return path[len(cwd.rstrip("/")) + 1 :]
-    return path

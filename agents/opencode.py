@@ -42,7 +42,7 @@ from agents.base import (
 from agents.catalogue import OPENCODE, AgentSpec
 
 # Normalization shared with Claude Code (tool inputs, summaries, caps, error phrases).
-from agents.claude_code import _canonical_input, _cap, _friendly_error, _mentions, _str, _summary
+from agents.normalize import as_text, canonical_input, cap, friendly_error, mentions, tool_summary
 
 PACKAGE = ToolPackage(
     npm_name="opencode-ai",
@@ -277,14 +277,14 @@ class OpenCodeParser:
             line = _ANSI_RE.sub("", line)
             # e.g. "Error: Session not found" when resuming a lost session, then exit 1
             self._last_stderr = self._message(line.strip()[:300], None)
-            return [AgentEvent(STDERR, {"content": _cap(line)})]
+            return [AgentEvent(STDERR, {"content": cap(line)})]
         handler = self._handlers.get(data.get("type"))
         try:
             events = handler(data) if handler is not None else []
-            return self._session(_str(data.get("sessionID"))) + events
+            return self._session(as_text(data.get("sessionID"))) + events
         except (AttributeError, KeyError, TypeError, ValueError):
             # A shape this version never produced: show the line rather than fail the turn.
-            return [AgentEvent(STDERR, {"content": _cap(line)})]
+            return [AgentEvent(STDERR, {"content": cap(line)})]
 
     def finish(self, exit_code: int | None) -> tuple[list[AgentEvent], TurnOutcome]:
         error = self._error
@@ -329,7 +329,7 @@ class OpenCodeParser:
 
     def _text(self, data: dict[str, Any]) -> list[AgentEvent]:
         self._progress(data)
-        text = _str(data["part"].get("text"))
+        text = as_text(data["part"].get("text"))
         self._texts.append(text)  # whole parts: OpenCode prints a text part once it ends
         return [AgentEvent(TOKEN, {"content": text})] if text else []
 
@@ -337,28 +337,28 @@ class OpenCodeParser:
         self._progress(data)
         part = data["part"]
         state = part.get("state") or {}
-        raw_name = _str(part.get("tool"))
+        raw_name = as_text(part.get("tool"))
         tool = _TOOL_NAMES.get(raw_name, raw_name.lower())
-        tool_input = _canonical_input(tool, state.get("input"))
-        summary = _summary(tool, tool_input, None)
-        title = _str(state.get("title"))
-        path = _str(tool_input.get("file_path"))
+        tool_input = canonical_input(tool, state.get("input"))
+        summary = tool_summary(tool, tool_input, None)
+        title = as_text(state.get("title"))
+        path = as_text(tool_input.get("file_path"))
         if tool in _FILE_TOOLS and title and path.endswith(f"/{title}"):
             summary = title  # OpenCode's own path relative to the repo
-        call_id = _str(part.get("callID"))
+        call_id = as_text(part.get("callID"))
         call = {"id": call_id, "tool": tool, "summary": summary, "input": tool_input}
         exit_code = (state.get("metadata") or {}).get("exit")
         failed = state.get("status") == "error" or exit_code not in (None, 0)
-        output = _str(state.get("error")) if state.get("status") == "error" else ""
-        output = output or _str(state.get("output"))
-        result = {"tool_call_id": call_id, "output": _cap(output), "is_error": failed}
+        output = as_text(state.get("error")) if state.get("status") == "error" else ""
+        output = output or as_text(state.get("output"))
+        result = {"tool_call_id": call_id, "output": cap(output), "is_error": failed}
         # OpenCode prints a tool once it has finished: call and result arrive together.
         return [AgentEvent(TOOL, {"tool_call": call}), AgentEvent(TOOL_RESULT, result)]
 
     def _step_finish(self, data: dict[str, Any]) -> list[AgentEvent]:
         self._progress(data)
         part = data["part"]
-        self._last_reason = _str(part.get("reason"))
+        self._last_reason = as_text(part.get("reason"))
         tokens = part.get("tokens") or {}
         cache = tokens.get("cache") or {}
         usage = self._usage or {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
@@ -375,7 +375,7 @@ class OpenCodeParser:
     def _on_error(self, data: dict[str, Any]) -> list[AgentEvent]:
         error = data.get("error") or {}
         details = error.get("data") or {}
-        detail = _str(details.get("message")) or _str(error.get("name")) or "unknown error"
+        detail = as_text(details.get("message")) or as_text(error.get("name")) or "unknown error"
         if self._error is not None:
             return []  # a fatal log line said it first; the process is being ended
         self._error = self._message(detail, details.get("statusCode"))
@@ -390,7 +390,7 @@ class OpenCodeParser:
         side_request = fields.get("agent") == "title" or fields.get("small") == "true"
         if fields.get("level") != "ERROR" or not detail or side_request:
             # Not about the user's turn (e.g. a failed title request): shown, never fatal.
-            return [*session, AgentEvent(STDERR, {"content": _cap(line)})]
+            return [*session, AgentEvent(STDERR, {"content": cap(line)})]
         what = fields.get("message") or "error"
         events = [*session, AgentEvent(STDERR, {"content": f"opencode {what}: {detail}"})]
         self._log_error = self._message(detail, None)
@@ -420,15 +420,15 @@ class OpenCodeParser:
 
 def _friendly_opencode_error(detail: str, status: object) -> str | None:
     """Claude's phrases, plus the wording of OpenAI-style providers and the AI SDK."""
-    friendly = _friendly_error(detail, status, None)
+    friendly = friendly_error(detail, status, None)
     if friendly is not None:
         return friendly
     text = detail.lower()
-    if status == 403 or _mentions(text, "incorrect api key", "invalid_api_key", "unauthorized"):
+    if status == 403 or mentions(text, "incorrect api key", "invalid_api_key", "unauthorized"):
         return "invalid API key"
-    if _mentions(text, "too many requests", "usage limit", "quota", "exhausted"):
+    if mentions(text, "too many requests", "usage limit", "quota", "exhausted"):
         return _RATE_LIMITED
-    if _mentions(text, "cannot connect", "econnrefused", "fetch failed", "enotfound"):
+    if mentions(text, "cannot connect", "econnrefused", "fetch failed", "enotfound"):
         return _UNREACHABLE
     if "session not found" in text:  # its state is gone, or the branch's home changed
         return "could not resume the agent's previous conversation"

@@ -19,7 +19,8 @@ from agents.base import (
     AgentEvent,
     TurnOutcome,
 )
-from agents.claude_code import MAX_OUTPUT_CHARS, ClaudeCodeAdapter
+from agents.claude_code import ClaudeCodeAdapter
+from agents.normalize import MAX_OUTPUT_CHARS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "claude_code"
 BASE_URL = "http://127.0.0.1:9"
