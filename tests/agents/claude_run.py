@@ -6,12 +6,10 @@ Shared by the end-to-end tests and by `capture_fixtures.py`. The tools directory
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from pathlib import Path
 from agents.base import LaunchPlan, TurnLaunch
 from agents.claude_code import PACKAGE, ClaudeCodeAdapter
 from agents.tools import ensure_installed
+from tests.agents.process import execute_plan
 
 DEFAULT_TOOLS_DIR = Path.home() / ".cache" / "upstream-tools"
 API_KEY = "sk-ant-fake-test-key"
@@ -85,46 +84,17 @@ def run_turn(
         system_prompt=system_prompt,
     )
     plan = adapter.plan(launch)
-    for path, content in plan.files.items():
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(content)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-    env |= plan.env | adapter.credential_env(api_key, base_url)
-    for name in unset_env:
-        env.pop(name, None)
-    assert plan.stdin_path is not None
-    with open(plan.stdin_path, "rb") as stdin:
-        proc = subprocess.Popen(
-            plan.argv,
-            cwd=space.workdir,
-            env=env,
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    # The outer timeout every run needs (a hung agent would block the read loop forever).
-    watchdog = threading.Timer(TURN_TIMEOUT_S, _kill_group, (proc.pid, signal.SIGKILL))
-    watchdog.start()
-    try:
-        for raw in proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            lines.append(line)
-            if sigterm_after_line is not None and sigterm_after_line in line:
-                _kill_group(proc.pid, signal.SIGTERM)
-                sigterm_after_line = None
-        exit_code = proc.wait(timeout=30)
-    finally:
-        watchdog.cancel()
-        if proc.poll() is None:
-            _kill_group(proc.pid, signal.SIGKILL)
-            proc.wait()
-        proc.stdout.close()
+
+    def sigterm_when(line: str) -> bool:
+        return sigterm_after_line is not None and sigterm_after_line in line
+
+    lines, exit_code = execute_plan(
+        plan,
+        adapter.credential_env(api_key, base_url),
+        space.workdir,
+        timeout=TURN_TIMEOUT_S,
+        timeout_signal=signal.SIGKILL,
+        sigterm_when=sigterm_when,
+        unset_env=unset_env,
+    )
     return Turn(lines, exit_code, plan)
-
-
-def _kill_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):  # already gone
-        os.killpg(pgid, sig)

@@ -6,12 +6,8 @@ and config files, plus `credential_env` as the env file would carry it.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import signal
-import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -19,6 +15,7 @@ from agents.base import TurnLaunch
 from agents.codex import PACKAGE, CodexAdapter
 from agents.tools import ensure_installed
 from tests.agents.claude_run import Turn, Workspace, tools_dir
+from tests.agents.process import execute_plan
 
 API_KEY = "sk-fake-openai-test-key"
 # Known to codex 0.171.0's bundled model metadata: offers `apply_patch`, no warning item.
@@ -63,45 +60,18 @@ def run_turn(
         system_prompt=system_prompt,
     )
     plan = adapter.plan(launch)
-    for path, content in plan.files.items():
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(content)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-    env |= plan.env | adapter.credential_env(api_key, base_url)
-    assert plan.stdin_path is not None
-    with open(plan.stdin_path, "rb") as stdin:
-        proc = subprocess.Popen(
-            plan.argv,
-            cwd=space.workdir,
-            env=env,
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    assert proc.stdout is not None
-    lines: list[str] = []
+
+    def sigterm_when(line: str) -> bool:
+        return sigterm_after_line is not None and sigterm_after_line in line
+
     # The outer time limit every run needs: codex retries an unreachable API forever.
-    watchdog = threading.Timer(timeout_s, _kill_group, (proc.pid, signal.SIGTERM))
-    watchdog.start()
-    try:
-        for raw in proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            lines.append(line)
-            if sigterm_after_line is not None and sigterm_after_line in line:
-                _kill_group(proc.pid, signal.SIGTERM)
-                sigterm_after_line = None
-        exit_code = proc.wait(timeout=30)
-    finally:
-        watchdog.cancel()
-        if proc.poll() is None:
-            _kill_group(proc.pid, signal.SIGKILL)
-            proc.wait()
-        proc.stdout.close()
+    lines, exit_code = execute_plan(
+        plan,
+        adapter.credential_env(api_key, base_url),
+        space.workdir,
+        timeout=timeout_s,
+        timeout_signal=signal.SIGTERM,
+        sigterm_when=sigterm_when,
+    )
     # As the sandbox runner's `echo $?` records it: 128 + signal for a killed process.
     return Turn(lines, 128 - exit_code if exit_code < 0 else exit_code, plan)
-
-
-def _kill_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):  # already gone
-        os.killpg(pgid, sig)

@@ -13,14 +13,10 @@ ids and timings; each file is the turn's merged stdout+stderr, and its last line
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import shutil
 import signal
 import socket
-import subprocess
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +25,7 @@ from agents.base import ERROR, LaunchPlan, TurnLaunch
 from agents.opencode import PACKAGE, OpenCodeAdapter
 from agents.tools import ensure_installed
 from tests.agents.claude_run import Workspace, tools_dir
+from tests.agents.process import execute_plan
 from tests.fakes.model_server import FakeModelServer
 
 # Quotes and a backslash: the key must arrive intact (it is never put into JSON text).
@@ -84,52 +81,23 @@ def run_turn(
         system_prompt=system_prompt,
     )
     plan = adapter.plan(launch)
-    for path, content in plan.files.items():
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(content)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-    # The secret env file is sourced after the plan's env, so it wins (as in the runner).
-    env |= plan.env | adapter.credential_env(api_key, base_url)
-    for name in unset_env:
-        env.pop(name, None)
     parser = adapter.new_parser(base_url=base_url)
-    assert plan.stdin_path is not None
-    with open(plan.stdin_path, "rb") as stdin:
-        proc = subprocess.Popen(
-            plan.argv,
-            cwd=space.workdir,
-            env=env,
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    # The outer timeout every run needs (a hung agent would block the read loop forever).
-    watchdog = threading.Timer(timeout, _kill_group, (proc.pid, signal.SIGTERM))
-    watchdog.start()
-    try:
-        for raw in proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            lines.append(line)
-            fatal = any(e.kind == ERROR and e.payload.get("fatal") for e in parser.feed(line))
-            if (fatal and kill_on_fatal) or (sigterm_after_line and sigterm_after_line in line):
-                _kill_group(proc.pid, signal.SIGTERM)
-                sigterm_after_line = None
-        exit_code = proc.wait(timeout=30)
-    finally:
-        watchdog.cancel()
-        if proc.poll() is None:
-            _kill_group(proc.pid, signal.SIGKILL)
-            proc.wait()
-        proc.stdout.close()
+
+    def sigterm_when(line: str) -> bool:
+        fatal = any(e.kind == ERROR and e.payload.get("fatal") for e in parser.feed(line))
+        asked = sigterm_after_line is not None and sigterm_after_line in line
+        return (fatal and kill_on_fatal) or asked
+
+    lines, exit_code = execute_plan(
+        plan,
+        adapter.credential_env(api_key, base_url),
+        space.workdir,
+        timeout=timeout,
+        timeout_signal=signal.SIGTERM,
+        sigterm_when=sigterm_when,
+        unset_env=unset_env,
+    )
     return Turn(lines, exit_code, plan)
-
-
-def _kill_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):  # already gone
-        os.killpg(pgid, sig)
 
 
 # --- fixture capture ----------------------------------------------------------------------------
