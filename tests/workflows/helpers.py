@@ -10,6 +10,7 @@ import httpx
 
 from sandboxes.base import SandboxNotFound
 from sandboxes.local import LocalSandboxProvider
+from tests.fakes.model_server import FakeModelServer
 
 
 async def wait_for_status(
@@ -44,3 +45,12 @@ async def sandbox_gone(provider: LocalSandboxProvider, name: str) -> None:
             return
         await asyncio.sleep(0.25)
     raise AssertionError(f"sandbox {name} was not deleted")
+
+
+async def model_called(model: FakeModelServer, times: int = 1, timeout: float = 60) -> None:
+    """Until the agent has sent `times` messages requests to the fake model."""
+    for _ in range(int(timeout * 10)):
+        if len(model.message_requests()) >= times:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the agent called the model fewer than {times} times")

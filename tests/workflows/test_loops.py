@@ -19,7 +19,7 @@ from db.engine import SessionFactory
 from db.models import Event, Message, Turn
 from tests.fakes.model_server import FakeModelServer
 from tests.workflows.conftest import WorkerProcess
-from tests.workflows.helpers import create_branch, wait_for_status
+from tests.workflows.helpers import create_branch, model_called, wait_for_status
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
 
@@ -147,10 +147,7 @@ async def test_stop_mid_turn_ends_the_loop(
     branch_id = await _branch(api, git_remote, model)
     model.slow_seconds = 30
     started = await _start(api, branch_id)
-    for _ in range(300):
-        if model.message_requests():
-            break
-        await asyncio.sleep(0.1)
+    await model_called(model)
     assert (await api.post(f"/api/loops/{started['id']}/stop")).status_code == 202
     ended = await _ended(api, started["id"], timeout=60)
     assert ended["stop_reason"] == "stopped"
@@ -169,10 +166,7 @@ async def test_a_message_during_the_loop_steers_the_next_iteration(
     model.slow_seconds = 3
     model.finish_after = 3
     started = await _start(api, branch_id)
-    for _ in range(300):
-        if model.message_requests():
-            break
-        await asyncio.sleep(0.1)
+    await model_called(model)
     steer = await api.post(
         f"/api/branches/{branch_id}/messages", json={"content": "change of plan"}
     )
@@ -220,10 +214,7 @@ async def test_a_worker_killed_mid_loop_loses_and_repeats_no_iteration(
     model.slow_seconds = 2
     model.finish_after = 4
     started = await _start(api, branch_id)
-    for _ in range(600):
-        if len(model.message_requests()) >= 2:
-            break
-        await asyncio.sleep(0.1)
+    await model_called(model, times=2)
     worker.kill()
     await asyncio.sleep(1)
     worker.start()
@@ -245,10 +236,7 @@ async def test_the_branch_stop_also_ends_its_loop(
     branch_id = await _branch(api, git_remote, model)
     model.slow_seconds = 30
     started = await _start(api, branch_id, budget_seconds=600)
-    for _ in range(300):
-        if model.message_requests():
-            break
-        await asyncio.sleep(0.1)
+    await model_called(model)
     assert (await api.post(f"/api/branches/{branch_id}/stop")).status_code == 202
     ended = await _ended(api, started["id"], timeout=60)
     assert (ended["stop_reason"], ended["iterations"]) == ("stopped", 1)

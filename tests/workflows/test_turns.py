@@ -22,7 +22,7 @@ from db.models import Event, Message, Turn
 from sandboxes.local import LocalSandboxProvider
 from tests.fakes.model_server import FakeModelServer, message_text, user_messages
 from tests.workflows.conftest import WorkerProcess
-from tests.workflows.helpers import create_branch, wait_for_status
+from tests.workflows.helpers import create_branch, model_called, wait_for_status
 from workflows.ids import branch_workflow_id, sandbox_name
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
@@ -201,10 +201,7 @@ async def test_stop_cancels_the_running_turn_and_leaves_no_agent(
     branch = await _ready_branch(api, git_remote, model)
     model.slow_seconds = 30
     turn_id = await _send(api, branch["id"], "take your time")
-    for _ in range(200):
-        if model.message_requests():
-            break
-        await asyncio.sleep(0.1)
+    await model_called(model)
     stopped = await api.post(f"/api/branches/{branch['id']}/stop")
     assert stopped.status_code == 202
     events = await _turn_events(sessions, turn_id, timeout=40)
@@ -226,10 +223,7 @@ async def test_a_worker_killed_mid_turn_loses_and_repeats_nothing(
     model.slow_seconds = 6
     prompt = "tell me a slow story"
     turn_id = await _send(api, branch["id"], prompt)
-    for _ in range(200):
-        if model.message_requests():
-            break
-        await asyncio.sleep(0.1)
+    await model_called(model)
     await asyncio.sleep(1.5)  # some tokens are stored by now
     worker.kill()
     worker.start()
@@ -257,14 +251,6 @@ async def test_a_worker_killed_mid_turn_loses_and_repeats_nothing(
     assert text == f"I see 1 user messages. You said: {prompt}"
 
 
-async def _started(model: FakeModelServer) -> None:
-    for _ in range(300):
-        if model.message_requests():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the agent never called the model")
-
-
 async def test_secrets_stay_out_of_process_lists_files_and_history(
     api: httpx.AsyncClient,
     worker: WorkerProcess,
@@ -278,7 +264,7 @@ async def test_secrets_stay_out_of_process_lists_files_and_history(
     branch = await _ready_branch(api, git_remote, model)
     model.slow_seconds = 4
     turn_id = await _send(api, branch["id"], "hello there")
-    await _started(model)
+    await model_called(model)
     key = "sk-ant-test-key-0000"
     name = sandbox_name(branch["id"])
     inside = await provider.exec(name, ["ps", "-eo", "args"], timeout=30)
@@ -308,7 +294,7 @@ async def test_an_agent_that_vanishes_ends_the_turn_with_an_error(
     branch = await _ready_branch(api, git_remote, model)
     model.slow_seconds = 30
     turn_id = await _send(api, branch["id"], "this will not end well")
-    await _started(model)
+    await model_called(model)
     name = sandbox_name(branch["id"])
     pgid = await provider.exec(
         name, ["cat", f"/home/agent/.upstream/turns/{turn_id}/pgid"], timeout=30
