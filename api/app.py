@@ -16,9 +16,12 @@ from api.events.hub import EventHub, libpq_url
 from api.limits import BodySizeLimitMiddleware
 from api.routes import (
     agents,
+    auth,
     branches,
     credentials,
     events,
+    git,
+    github,
     health,
     loops,
     me,
@@ -85,7 +88,11 @@ def create_app(
     api.include_router(events.router)
     api.include_router(loops.branch_router)
     api.include_router(loops.router)
+    api.include_router(git.router)
+    api.include_router(github.router)
     app.include_router(api)
+    # Browser sign-in lives outside /api: OAuth redirects land on it.
+    app.include_router(auth.router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -60,6 +60,39 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("GITHUB_CLIENT_SECRET", "github_client_secret")
     )
 
+    # Public GitHub by default; GitHub Enterprise (or a test double) by pointing these elsewhere.
+    github_url: str = Field(
+        default="https://github.com", validation_alias=AliasChoices("GITHUB_URL", "github_url")
+    )
+    github_api_url: str = Field(
+        default="https://api.github.com",
+        validation_alias=AliasChoices("GITHUB_API_URL", "github_api_url"),
+    )
+    # Dev mode: sign in without OAuth as the owner of this token (never in production).
+    github_pat: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("GITHUB_PAT", "github_pat")
+    )
+    environment: Literal["development", "production"] = Field(
+        default="development", validation_alias=AliasChoices("UPSTREAM_ENV", "environment")
+    )
+    # Where browsers reach this service (OAuth redirect URI, cookie security); derived from
+    # the request when unset.
+    public_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("UPSTREAM_PUBLIC_URL", "public_url")
+    )
+    session_days: int = Field(
+        default=14,
+        ge=1,
+        le=365,
+        validation_alias=AliasChoices("UPSTREAM_SESSION_DAYS", "session_days"),
+    )
+    # Most branches a user signed in through GitHub may have; admins can change it per user.
+    default_branch_quota: int = Field(
+        default=50,
+        ge=1,
+        validation_alias=AliasChoices("UPSTREAM_BRANCH_QUOTA", "default_branch_quota"),
+    )
+
     sandbox_provider: Literal["local", "daytona"] = Field(
         default="local",
         validation_alias=AliasChoices("UPSTREAM_SANDBOX_PROVIDER", "sandbox_provider"),
@@ -91,6 +124,11 @@ class Settings(BaseSettings):
     def _absolute_data_dir(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
+    @field_validator("github_pat", "github_client_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("database_url")
     @classmethod
     def _psycopg_dialect(cls, value: str | None) -> str | None:
@@ -103,9 +141,19 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def dev_mode(self) -> bool:
+        """`GITHUB_PAT` outside production: the login page signs in that token's owner."""
+        return self.github_pat is not None and self.environment != "production"
+
+    @property
+    def oauth_enabled(self) -> bool:
+        return bool(self.github_client_id) and self.github_client_secret is not None
+
+    @property
     def local_mode(self) -> bool:
-        """No OAuth configured: loopback only, unauthenticated requests act as the local admin."""
-        return not self.github_client_id
+        """No sign-in configured: loopback only, unauthenticated requests act as the local
+        admin."""
+        return not self.oauth_enabled and not self.dev_mode
 
     @cached_property
     def sandboxes_dir(self) -> Path:

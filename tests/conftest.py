@@ -41,6 +41,7 @@ TABLES = (
     "branches",
     "repos",
     "credentials",
+    "web_sessions",
     "api_tokens",
     "user_settings",
     "users",

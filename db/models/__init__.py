@@ -4,7 +4,14 @@ from db.models.base import Base
 from db.models.conversation import Event, Message, Turn
 from db.models.loops import LOOP_STOP_REASONS, LoopRun
 from db.models.repos import Branch, Repo, Sandbox
-from db.models.users import CREDENTIAL_PROVIDERS, ApiToken, Credential, User, UserSettings
+from db.models.users import (
+    CREDENTIAL_PROVIDERS,
+    ApiToken,
+    Credential,
+    User,
+    UserSettings,
+    WebSession,
+)
 
 __all__ = [
     "CREDENTIAL_PROVIDERS",
@@ -21,4 +28,5 @@ __all__ = [
     "Turn",
     "User",
     "UserSettings",
+    "WebSession",
 ]

@@ -12,6 +12,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -29,6 +30,12 @@ class Repo(IdMixin, OwnedMixin, TimestampMixin, Base):
     url: Mapped[str] = mapped_column(String(2000), nullable=False)
     default_branch: Mapped[str] = mapped_column(String(255), nullable=False)
     position: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    # `owner/name` when the repository lives on GitHub (pull requests go through its API).
+    github_full_name: Mapped[str | None] = mapped_column(String(200))
+    # Push the branch after every turn that committed.
+    push_enabled: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=true(), nullable=False
+    )
     # Per-repo environment for sandboxes: one AES-GCM sealed JSON object (values write-only).
     env_key_id: Mapped[str | None] = mapped_column(String(32))
     env_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -59,6 +66,10 @@ class Branch(IdMixin, OwnedMixin, TimestampMixin, Base):
     # Highest event seq handed out; bumped with UPDATE ... RETURNING, whose row lock is what
     # serialises concurrent appends to one branch's log.
     last_event_seq: Mapped[int] = mapped_column(BigInteger, default=0, nullable=False)
+    # What the remote is known to hold for this branch after our last successful push.
+    pushed_sha: Mapped[str | None] = mapped_column(String(64))
+    pull_request_url: Mapped[str | None] = mapped_column(String(2000))
+    pull_request_number: Mapped[int | None] = mapped_column(Integer)
 
 
 class Sandbox(IdMixin, OwnedMixin, TimestampMixin, Base):

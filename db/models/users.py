@@ -29,6 +29,9 @@ class User(IdMixin, TimestampMixin, Base):
     email: Mapped[str | None] = mapped_column(String(320))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     github_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    avatar_url: Mapped[str | None] = mapped_column(String(2000))
+    # Most branches the user may have at once; None is unlimited (the local admin).
+    branch_quota: Mapped[int | None] = mapped_column(Integer)
 
 
 class ApiToken(IdMixin, OwnedMixin, TimestampMixin, Base):
@@ -54,6 +57,20 @@ class Credential(IdMixin, OwnedMixin, TimestampMixin, Base):
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     last4: Mapped[str] = mapped_column(String(4), nullable=False)
     base_url: Mapped[str | None] = mapped_column(String(2000))
+    # Expiring tokens (GitHub App user tokens): when the access token lapses, and the sealed
+    # refresh token (same key and context as `ciphertext`, suffixed ":refresh").
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    refresh_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    refresh_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebSession(IdMixin, OwnedMixin, TimestampMixin, Base):
+    """A browser sign-in: the cookie holds a random token, this row only its hash."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
 class UserSettings(TimestampMixin, Base):
