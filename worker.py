@@ -19,7 +19,9 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.git import GitActivities
 from activities.loops import LoopActivities
+from activities.repo_access import RepoAccess
 from activities.sandbox import SandboxActivities
 from activities.turns import TurnActivities
 from config.settings import Settings
@@ -44,12 +46,15 @@ def build_worker(
     provider: SandboxProvider,
     sessions: SessionFactory,
 ) -> Worker:
-    sandbox = SandboxActivities(provider, sessions)
+    keyring = keyring_from_settings(settings)
+    access = RepoAccess(sessions, keyring, settings)
+    sandbox = SandboxActivities(provider, sessions, access)
+    git = GitActivities(provider, sessions, access)
     loops = LoopActivities(client, sessions)
     turns = TurnActivities(
         provider,
         sessions,
-        keyring_from_settings(settings),
+        keyring,
         tools_dir=settings.tools_dir,
         turn_timeout=settings.turn_timeout_seconds,
     )
@@ -69,6 +74,9 @@ def build_worker(
             turns.close_turns,
             loops.submit_turn,
             loops.record_progress,
+            git.run_git_op,
+            git.push_after_turn,
+            git.record_git_event,
         ],
         graceful_shutdown_timeout=timedelta(seconds=10),
     )

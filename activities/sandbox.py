@@ -13,12 +13,16 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import with_heartbeats
+from activities.repo_access import RepoAccess
 from db.engine import SessionFactory
 from db.event_log import NewEvent, append_events
 from db.models import Branch, Repo, Sandbox, UserSettings
+from githost.tokens import GitHubTokenExpired
+from gitops.clone import clone
+from gitops.errors import GitOpError, TransientGitError
 from gitops.sources import SourceKind, parse_repo_source
+from gitops.workspace import SandboxRepo
 from sandboxes.base import (
-    SandboxInfo,
     SandboxNotFound,
     SandboxProvider,
     SandboxSpec,
@@ -34,7 +38,6 @@ from workflows.types import (
 
 logger = logging.getLogger(__name__)
 
-_CLONE_TIMEOUT = 20 * 60.0
 _WATCH_INTERVAL = 2.0
 _DEFAULT_AUTO_STOP_MINUTES = 10
 _DIED_UNEXPECTEDLY = "the sandbox stopped unexpectedly; it starts again with the next message"
@@ -42,9 +45,12 @@ _AGENT_GIT_IDENTITY = ("Upstream Agent", "agent@upstream.invalid")
 
 
 class SandboxActivities:
-    def __init__(self, provider: SandboxProvider, sessions: SessionFactory) -> None:
+    def __init__(
+        self, provider: SandboxProvider, sessions: SessionFactory, access: RepoAccess
+    ) -> None:
         self._provider = provider
         self._sessions = sessions
+        self._access = access
 
     @activity.defn
     async def create_sandbox(self, ref: BranchRef) -> SandboxReady:
@@ -58,13 +64,41 @@ class SandboxActivities:
         auto_stop = prefs.sandbox_auto_stop_minutes if prefs else _DEFAULT_AUTO_STOP_MINUTES
 
         source = parse_repo_source(repo.url)
+        # A repository added by local path is pushed to in place, so it is mounted writable.
         mounts = (source.url,) if source.kind is SourceKind.LOCAL else ()
+        try:
+            credentials = await self._access.git_credentials(ref.user_id, repo)
+        except GitHubTokenExpired as exc:
+            raise ApplicationError(str(exc), type="SandboxSetupFailed") from exc
         name = sandbox_name(ref.branch_id)
         await self._record_sandbox(ref, name, "creating", None)
         info = await with_heartbeats(
-            self._provider.create(SandboxSpec(name, readonly_mounts=mounts))
+            self._provider.create(SandboxSpec(name, writable_mounts=mounts))
         )
-        await with_heartbeats(self._clone(info, source.url, branch.base_branch, branch.name))
+        git = SandboxRepo(
+            self._provider,
+            info.sandbox_id,
+            workdir=info.workdir,
+            home=info.home,
+            credentials=credentials,
+            remote_url=source.url,
+        )
+        try:
+            await with_heartbeats(
+                clone(
+                    git,
+                    source.url,
+                    base=branch.base_branch,
+                    branch=branch.name,
+                    identity=_AGENT_GIT_IDENTITY,
+                )
+            )
+        except TransientGitError as exc:
+            raise ApplicationError(f"git clone failed: {exc.message}") from exc
+        except GitOpError as exc:
+            raise ApplicationError(
+                f"git clone failed: {exc.message}", type="SandboxSetupFailed"
+            ) from exc
         await self._record_sandbox(ref, name, "started", info.workdir)
         return SandboxReady(workdir=info.workdir, auto_stop_seconds=auto_stop * 60)
 
@@ -83,37 +117,6 @@ class SandboxActivities:
             ) from exc
         await self._record_sandbox(ref, name, "started", info.workdir)
         return SandboxReady(workdir=info.workdir, auto_stop_seconds=auto_stop * 60)
-
-    async def _clone(self, info: SandboxInfo, url: str, base: str, branch: str) -> None:
-        """Clone once: a retry after a crash finds the checkout and leaves it alone."""
-        probe = await self._provider.exec(
-            info.sandbox_id, ["git", "rev-parse", "--git-dir"], cwd=info.workdir, timeout=30
-        )
-        if probe.exit_code == 0:
-            return
-        clone = await self._provider.exec(
-            info.sandbox_id,
-            ["git", "clone", "--quiet", "--branch", base, "--", url, info.workdir],
-            cwd=info.home,
-            env={"GIT_TERMINAL_PROMPT": "0"},
-            timeout=_CLONE_TIMEOUT,
-        )
-        if clone.exit_code != 0:
-            raise ApplicationError(
-                f"git clone failed: {_last_line(clone.stderr)}", type="SandboxSetupFailed"
-            )
-        user, email = _AGENT_GIT_IDENTITY
-        for argv in (
-            ["git", "checkout", "--quiet", "-b", branch],
-            ["git", "config", "user.name", user],
-            ["git", "config", "user.email", email],
-        ):
-            result = await self._provider.exec(info.sandbox_id, argv, cwd=info.workdir, timeout=60)
-            if result.exit_code != 0:
-                raise ApplicationError(
-                    f"{' '.join(argv[:2])} failed: {_last_line(result.stderr)}",
-                    type="SandboxSetupFailed",
-                )
 
     @activity.defn
     async def watch_sandbox(self, ref: BranchRef) -> SandboxWatchResult:
@@ -183,8 +186,3 @@ class SandboxActivities:
                 .values(branch_id=branch_id, user_id=uuid.UUID(ref.user_id), **values)
                 .on_conflict_do_update(index_elements=["branch_id"], set_=values)
             )
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:500] if lines else "no output"

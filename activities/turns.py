@@ -38,7 +38,7 @@ from agents.tools import ensure_installed
 from db.credentials import open_credential
 from db.engine import SessionFactory
 from db.event_log import NewEvent, append_events
-from db.models import Event, Turn
+from db.models import Event, Message, Turn
 from db.turns import (
     TERMINAL,
     TurnContext,
@@ -187,7 +187,14 @@ class TurnActivities:
         if turn is None:
             return TurnResult(request.turn_id, TurnStatus.CANCELLED, error="turn not found")
         if turn.status in TERMINAL:
-            return TurnResult(request.turn_id, TurnStatus(turn.status))
+            # A retry after the turn was closed: report the same commit, so it still gets pushed.
+            async with self._sessions() as session:
+                commit_sha = await session.scalar(
+                    select(Message.commit_sha).where(
+                        Message.turn_id == turn_id, Message.role == "assistant"
+                    )
+                )
+            return TurnResult(request.turn_id, TurnStatus(turn.status), commit_sha=commit_sha)
         try:
             adapter = adapter_for(turn.agent)
         except AgentNotAvailable as exc:
@@ -443,6 +450,7 @@ class TurnActivities:
             error=error,
             tokens=spent.tokens,
             cost_usd=spent.cost_usd,
+            commit_sha=commit_sha,
         )
 
     # -- pieces ---------------------------------------------------------------------------

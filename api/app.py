@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import RedirectResponse
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
@@ -33,6 +32,7 @@ from api.state import AppState
 from config.settings import Settings
 from db.engine import build_engine, build_session_factory
 from security.crypto import keyring_from_settings
+from web.serve import mount_web_client
 from workflows.client import build_temporal_client
 
 TemporalConnect = Callable[[Settings], Awaitable[Client]]
@@ -94,10 +94,7 @@ def create_app(
     # Browser sign-in lives outside /api: OAuth redirects land on it.
     app.include_router(auth.router)
 
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        # The web client is served here once it exists; until then, the API reference.
-        return RedirectResponse("/docs")
+    mount_web_client(app)
 
     return app
 

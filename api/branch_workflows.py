@@ -9,8 +9,10 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from temporalio.client import Client, WorkflowQueryFailedError
+from fastapi import HTTPException, status
+from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ServiceUnavailable
@@ -75,3 +77,18 @@ async def request_branch_deletion(client: Client, branch_id: uuid.UUID) -> None:
         if exc.status is RPCStatusCode.NOT_FOUND:
             return  # never started or already finished: nothing to clean up
         raise ServiceUnavailable(f"temporal is unavailable: {exc.message}") from exc
+
+
+def update_refused(exc: WorkflowUpdateFailedError, fallback: str) -> HTTPException:
+    """The workflow's validator said no (busy, deleting, queue full): its reason, as a 409."""
+    cause = exc.cause
+    detail = cause.message if isinstance(cause, ApplicationError) else fallback
+    return HTTPException(status.HTTP_409_CONFLICT, detail)
+
+
+def update_unreachable(exc: RPCError) -> Exception:
+    if exc.status is RPCStatusCode.NOT_FOUND:
+        return HTTPException(
+            status.HTTP_409_CONFLICT, "the branch is not running; it may have been deleted"
+        )
+    return ServiceUnavailable(f"temporal is unavailable: {exc.message}")

@@ -10,13 +10,12 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from fastapi import HTTPException, status
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.branch_workflows import update_refused, update_unreachable
 from api.errors import ServiceUnavailable
 from api.loops import active_loop, start_loop, steer_loop, stop_loop
 from api.schemas.conversation import MessageAccepted, MessageCreate
@@ -134,15 +133,9 @@ async def _send(temporal: Client, branch_id: uuid.UUID, request: MessageRequest)
             rpc_timeout=_RPC_TIMEOUT,
         )
     except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        detail = cause.message if isinstance(cause, ApplicationError) else "message refused"
-        raise HTTPException(status.HTTP_409_CONFLICT, detail) from exc
+        raise update_refused(exc, "message refused") from exc
     except RPCError as exc:
-        if exc.status is RPCStatusCode.NOT_FOUND:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, "the branch is not running; it may have been deleted"
-            ) from exc
-        raise ServiceUnavailable(f"temporal is unavailable: {exc.message}") from exc
+        raise update_unreachable(exc) from exc
 
 
 async def request_stop(scope: OwnerScope, temporal: Client, branch_id: uuid.UUID) -> None:

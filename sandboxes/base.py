@@ -24,6 +24,9 @@ class SandboxSpec:
     # Host paths made visible read-only at the same path (local providers only: a repo added
     # by local path is cloned from inside the sandbox).
     readonly_mounts: tuple[str, ...] = ()
+    # Host paths made visible writable at the same path (local providers only: a repository
+    # added by local path, pushed to from inside).
+    writable_mounts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -72,15 +72,15 @@ def base_env(home: str) -> dict[str, str]:
     return {"HOME": home, "PATH": SANDBOX_PATH, "USER": "agent", "LANG": "C.UTF-8"}
 
 
-def check_readonly_mount(path: str) -> None:
+def check_mount(path: str, *, kind: str = "read-only") -> None:
     """Reject mount paths that are relative, unnormalised or would shadow the sandbox layout."""
     if not path.startswith("/") or os.path.normpath(path) != path or path == "/":
-        raise ValueError(f"read-only mount must be an absolute, normalised path: {path!r}")
+        raise ValueError(f"{kind} mount must be an absolute, normalised path: {path!r}")
     for reserved in _RESERVED:
         if path == reserved or path.startswith(reserved + "/") or reserved.startswith(path + "/"):
-            raise ValueError(f"read-only mount {path!r} would shadow {reserved}")
+            raise ValueError(f"{kind} mount {path!r} would shadow {reserved}")
     if not os.path.exists(path):
-        raise ValueError(f"read-only mount {path!r} does not exist on the host")
+        raise ValueError(f"{kind} mount {path!r} does not exist on the host")
 
 
 def env_carrier(env: Mapping[str, str]) -> dict[str, str]:
@@ -135,7 +135,13 @@ def _resolv_conf_target() -> str | None:
 
 
 def build_argv(
-    bwrap: str, *, home: Path, readonly_mounts: Sequence[str], info_fd: int, command: Sequence[str]
+    bwrap: str,
+    *,
+    home: Path,
+    readonly_mounts: Sequence[str],
+    info_fd: int,
+    command: Sequence[str],
+    writable_mounts: Sequence[str] = (),
 ) -> list[str]:
     """`bwrap` argv that runs `command` as pid 2 of a fresh sandbox on the host's /usr.
 
@@ -160,6 +166,8 @@ def build_argv(
     # sandbox from starting again; only the clone inside fails then.
     for path in readonly_mounts:
         argv += ["--ro-bind-try", path, path]
+    for path in writable_mounts:
+        argv += ["--bind-try", path, path]
     argv += ["--bind", str(home), SANDBOX_HOME]
     argv += [
         *("--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"),

@@ -134,7 +134,9 @@ class LocalSandboxProvider:
         _check_id(spec.sandbox_id)
         _check_env(spec.env)
         for path in spec.readonly_mounts:
-            bwrap.check_readonly_mount(path)
+            bwrap.check_mount(path)
+        for path in spec.writable_mounts:
+            bwrap.check_mount(path, kind="writable")
         async with self._locked(spec.sandbox_id):
             await asyncio.to_thread(self._prepare, spec)
             return await self._start_locked(spec.sandbox_id)
@@ -309,7 +311,11 @@ class LocalSandboxProvider:
         (self._home(spec.sandbox_id) / "workspace").mkdir(parents=True, exist_ok=True)
         state.mkdir(mode=0o700, exist_ok=True)
         # spec.env may hold credentials: owner-only.
-        spec_json = {"env": spec.env, "readonly_mounts": list(spec.readonly_mounts)}
+        spec_json = {
+            "env": spec.env,
+            "readonly_mounts": list(spec.readonly_mounts),
+            "writable_mounts": list(spec.writable_mounts),
+        }
         _write_atomic(state / "spec.json", json.dumps(spec_json).encode())
 
     def _load(self, sandbox_id: str) -> _Loaded:
@@ -318,7 +324,12 @@ class LocalSandboxProvider:
             raw = json.loads((state / "spec.json").read_bytes())
         except FileNotFoundError:
             raise SandboxNotFound(sandbox_id) from None
-        spec = SandboxSpec(sandbox_id, raw["env"], tuple(raw["readonly_mounts"]))
+        spec = SandboxSpec(
+            sandbox_id,
+            raw["env"],
+            tuple(raw["readonly_mounts"]),
+            tuple(raw.get("writable_mounts", ())),
+        )
         pids = _read_pids(state)
         running = pids is not None and all(
             _start_time(p.pid) == p.start for p in (pids.keeper, pids.payload, pids.child)
@@ -368,7 +379,12 @@ class LocalSandboxProvider:
             if self._tools_dir.is_dir():
                 mounts.append(str(self._tools_dir))
             command = bwrap.build_argv(
-                self._bwrap, home=home, readonly_mounts=mounts, info_fd=3, command=bwrap.PAYLOAD
+                self._bwrap,
+                home=home,
+                readonly_mounts=mounts,
+                writable_mounts=spec.writable_mounts,
+                info_fd=3,
+                command=bwrap.PAYLOAD,
             )
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
         log_fd = os.open(state / "keeper.log", flags, 0o600)

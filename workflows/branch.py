@@ -18,6 +18,12 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
+    # Pydantic resolves these dataclasses' annotations through sys.modules, so their modules
+    # must be registered inside the sandbox too, not only imported (by workflows.types) on
+    # the host; otherwise decoding a git outcome fails the workflow task.
+    import gitops.diff
+    import gitops.history  # noqa: F401
+    from activities.git import GitActivities
     from activities.sandbox import SandboxActivities
     from activities.turns import TurnActivities
     from workflows.ids import loop_workflow_id
@@ -28,8 +34,15 @@ with workflow.unsafe.imports_passed_through():
         BranchStatus,
         BranchStatusUpdate,
         BranchWorkflowInput,
+        GitErrorKind,
+        GitEventRecord,
+        GitOp,
+        GitOpInput,
+        GitOpOutcome,
+        GitOpRequest,
         LoopTurnDone,
         MessageRequest,
+        PushAfterTurn,
         SandboxState,
         SandboxWatchResult,
         TurnAccepted,
@@ -59,6 +72,21 @@ _TURN_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     non_retryable_error_types=["TurnSetupFailed"],
 )
+_GIT_TIMEOUT = timedelta(minutes=10)
+_GIT_RETRY = RetryPolicy(
+    maximum_attempts=3,
+    maximum_interval=timedelta(seconds=10),
+    non_retryable_error_types=["GitSetupFailed"],
+)
+# Pushing after a turn rides out a flaky remote: about two minutes of backoff in all.
+_PUSH_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=6,
+    non_retryable_error_types=["GitSetupFailed"],
+)
+_PUSH_AFTER_TURN_PATCH = "push-after-turn"
 _MAX_QUEUE = 100
 _RECENT_TURNS = 200
 
@@ -72,6 +100,11 @@ class BranchWorkflow:
         self._stop_requested = False
         self._running_turn: str | None = None
         self._auto_stop_at: datetime | None = None
+        # Held by turns and by git operations that rewrite the checkout: never both at once.
+        self._worktree_lock = asyncio.Lock()
+        # Creating/starting the sandbox happens from the main loop and from git operations.
+        self._sandbox_lock = asyncio.Lock()
+        self._git_ops_in_flight = 0
 
     # -- messages -------------------------------------------------------------------------
 
@@ -95,6 +128,55 @@ class BranchWorkflow:
         ):
             raise ApplicationError(
                 f"too many queued messages (limit {_MAX_QUEUE})", type="QueueFull"
+            )
+
+    @workflow.update
+    async def git_operation(self, request: GitOpRequest) -> GitOpOutcome:
+        """Run one git operation in the branch's sandbox, starting the sandbox if needed.
+
+        Failures come back as an outcome, not an update failure: a conflict is an answer."""
+        self._git_ops_in_flight += 1
+        try:
+            if request.op.changes_worktree:
+                async with self._worktree_lock:
+                    return await self._run_git_op(request)
+            return await self._run_git_op(request)
+        finally:
+            self._git_ops_in_flight -= 1
+
+    @git_operation.validator
+    def _validate_git_operation(self, request: GitOpRequest) -> None:
+        if self._delete_requested:
+            raise ApplicationError("the branch is being deleted", type="BranchDeleting")
+        if request.op.changes_worktree and (self._running_turn or self._state.pending):
+            raise ApplicationError(
+                f"cannot {request.op.value} while the agent is working; wait for the turn to "
+                "end or stop it",
+                type="BranchBusy",
+            )
+
+    async def _run_git_op(self, request: GitOpRequest) -> GitOpOutcome:
+        if not await self._ensure_sandbox():
+            return GitOpOutcome(
+                request.op,
+                ok=False,
+                message=self._state.detail or "the sandbox is not available",
+                error_kind=GitErrorKind.UNAVAILABLE,
+            )
+        try:
+            return await workflow.execute_activity_method(
+                GitActivities.run_git_op,
+                GitOpInput(self._state.branch, request),
+                start_to_close_timeout=_GIT_TIMEOUT,
+                heartbeat_timeout=_HEARTBEAT,
+                retry_policy=_GIT_RETRY,
+            )
+        except ActivityError as err:
+            return GitOpOutcome(
+                request.op,
+                ok=False,
+                message=_failure_message(err, f"git {request.op.value} failed"),
+                error_kind=GitErrorKind.UNAVAILABLE,
             )
 
     @workflow.signal
@@ -124,7 +206,8 @@ class BranchWorkflow:
     @workflow.run
     async def run(self, state: BranchWorkflowInput) -> None:
         if self._state.sandbox is SandboxState.NONE and self._state.status is BranchStatus.CREATING:
-            await self._create_sandbox()
+            async with self._sandbox_lock:
+                await self._create_sandbox()
         while not self._delete_requested:
             if self._stop_requested:
                 await self._drop_queue()
@@ -134,6 +217,11 @@ class BranchWorkflow:
                 # Only between activities: continuing as new mid-activity would abandon it.
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._state)
+            elif self._git_ops_in_flight:
+                # The idle timer must not stop the sandbox under a running git operation.
+                await workflow.wait_condition(
+                    lambda: not self._git_ops_in_flight or self._has_turn_work()
+                )
             elif self._state.sandbox is SandboxState.STARTED:
                 await self._idle_with_sandbox()
             else:
@@ -142,6 +230,9 @@ class BranchWorkflow:
         await self._delete_sandbox()
 
     def _has_work(self) -> bool:
+        return self._has_turn_work() or self._git_ops_in_flight > 0
+
+    def _has_turn_work(self) -> bool:
         return (
             self._delete_requested
             or self._stop_requested
@@ -155,6 +246,10 @@ class BranchWorkflow:
     # -- turns ----------------------------------------------------------------------------
 
     async def _run_next_turn(self) -> None:
+        async with self._worktree_lock:
+            await self._run_next_turn_locked()
+
+    async def _run_next_turn_locked(self) -> None:
         request = self._state.pending[0]
         if not await self._ensure_sandbox():
             await self._close_turns(
@@ -208,8 +303,37 @@ class BranchWorkflow:
             await self._close_turns([request.turn_id], status, reason)
             result = TurnResult(request.turn_id, status, error=reason)
         self._running_turn = None
+        if result.commit_sha and workflow.patched(_PUSH_AFTER_TURN_PATCH):
+            await self._push_after_turn(
+                PushAfterTurn(self._state.branch, result.turn_id, result.commit_sha)
+            )
         await self._set_status(BranchStatus.IDLE, None)
         await _tell_loop(request, result)
+
+    async def _push_after_turn(self, push: PushAfterTurn) -> None:
+        """The activity records its own outcome; only exhausted retries are recorded here."""
+        try:
+            await workflow.execute_activity_method(
+                GitActivities.push_after_turn,
+                push,
+                start_to_close_timeout=_GIT_TIMEOUT,
+                heartbeat_timeout=_HEARTBEAT,
+                retry_policy=_PUSH_RETRY,
+            )
+        except ActivityError as err:
+            failure = GitOpOutcome(
+                GitOp.PUSH,
+                ok=False,
+                message=_failure_message(err, "the push failed"),
+                error_kind=GitErrorKind.UNAVAILABLE,
+                sha=push.sha,
+            )
+            await workflow.execute_activity_method(
+                GitActivities.record_git_event,
+                GitEventRecord(self._state.branch, failure),
+                start_to_close_timeout=_QUICK,
+                retry_policy=_QUICK_RETRY,
+            )
 
     def _is_cancel(self, err: BaseException) -> bool:
         if isinstance(err, asyncio.CancelledError):
@@ -237,6 +361,10 @@ class BranchWorkflow:
     # -- sandbox --------------------------------------------------------------------------
 
     async def _ensure_sandbox(self) -> bool:
+        async with self._sandbox_lock:
+            return await self._ensure_sandbox_locked()
+
+    async def _ensure_sandbox_locked(self) -> bool:
         if self._state.sandbox is SandboxState.STARTED:
             return True
         if self._state.sandbox is SandboxState.STOPPED:

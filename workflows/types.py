@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from gitops.diff import DiffResult
+from gitops.history import CommitInfo
+
 
 class BranchStatus(StrEnum):
     IDLE = "idle"
@@ -70,6 +73,8 @@ class TurnResult:
     error: str | None = None
     tokens: int = 0
     cost_usd: float = 0.0
+    # The commit holding the turn's changes (None: nothing changed, or an older history).
+    commit_sha: str | None = None
 
 
 @dataclass(frozen=True)
@@ -214,3 +219,104 @@ class LoopProgress:
     cost_usd: float
     stop_reason: LoopStopReason | None = None
     detail: str | None = None
+
+
+class GitOp(StrEnum):
+    DIFF = "diff"
+    COMMITS = "commits"
+    PUSH = "push"
+    PULL_REQUEST = "pull-request"
+    MERGE = "merge"
+    REBASE = "rebase"
+    RESET = "reset"
+    TAG = "tag"
+    RENAME = "rename"
+    DELETE_REMOTE = "delete-remote"
+
+    @property
+    def changes_worktree(self) -> bool:
+        """Operations that move HEAD or rewrite the checkout must not overlap an agent turn."""
+        return self in (GitOp.MERGE, GitOp.REBASE, GitOp.RESET, GitOp.RENAME)
+
+
+class MergeDirection(StrEnum):
+    BASE_INTO_BRANCH = "base-into-branch"
+    BRANCH_INTO_BASE = "branch-into-base"
+
+
+class ResetMode(StrEnum):
+    HARD = "hard"
+    SOFT = "soft"
+    MIXED = "mixed"
+
+
+class GitErrorKind(StrEnum):
+    INVALID = "invalid"  # bad input: a ref, a sha, a name
+    CONFLICT = "conflict"  # merge/rebase conflicts, already aborted
+    REJECTED = "rejected"  # the remote refused a non-fast-forward
+    PROTECTED = "protected"  # would write to the repository's default branch
+    AUTH = "auth"  # the remote or GitHub refused our credentials
+    UNSUPPORTED = "unsupported"  # e.g. a pull request for a repository not on GitHub
+    UNAVAILABLE = "unavailable"  # the sandbox or the remote cannot be reached now
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class GitOpRequest:
+    """One git operation on a branch; each operation reads only its own fields."""
+
+    op: GitOp
+    against: str | None = None  # diff
+    direction: MergeDirection = MergeDirection.BASE_INTO_BRANCH  # merge
+    commit: str | None = None  # reset, tag
+    mode: ResetMode = ResetMode.HARD  # reset
+    name: str | None = None  # tag name, rename target
+    message: str | None = None  # annotated tag
+    push: bool = True  # tag
+    force_with_lease: bool = False  # push
+    title: str | None = None  # pull request
+    body: str | None = None  # pull request
+    draft: bool = False  # pull request
+
+
+@dataclass(frozen=True)
+class GitOpInput:
+    branch: BranchRef
+    request: GitOpRequest
+
+
+@dataclass(frozen=True)
+class PullRequestInfo:
+    number: int
+    url: str
+    created: bool  # False: an existing pull request was returned
+
+
+@dataclass(frozen=True)
+class GitOpOutcome:
+    op: GitOp
+    ok: bool
+    message: str
+    error_kind: GitErrorKind | None = None
+    conflicts: list[str] = field(default_factory=list)
+    status: str | None = None  # e.g. pushed / up-to-date, merged / fast-forward
+    sha: str | None = None
+    branch_name: str | None = None  # after a rename
+    diff: DiffResult | None = None
+    commits: list[CommitInfo] | None = None
+    pull_request: PullRequestInfo | None = None
+
+
+@dataclass(frozen=True)
+class PushAfterTurn:
+    branch: BranchRef
+    turn_id: str
+    sha: str
+
+
+@dataclass(frozen=True)
+class GitEventRecord:
+    """A git outcome the workflow records itself (the activity could not: retries ran out)."""
+
+    branch: BranchRef
+    outcome: GitOpOutcome

@@ -13,13 +13,16 @@ from api.branch_workflows import (
     start_branch_workflow,
 )
 from api.conversation import request_stop
-from api.deps import ScopeDep, SettingsDep, TemporalDep
+from api.deps import ScopeDep, SettingsDep, StateDep, TemporalDep
 from api.errors import ServiceUnavailable
+from api.github_access import git_credentials_for
 from api.loops import latest_loop, loop_summary
 from api.routes.settings import load_settings
 from api.schemas.branches import BranchCreate, BranchOut, BranchPatch, SandboxOut
 from api.schemas.conversation import StopAccepted
+from api.schemas.git import PullRequestOut
 from db.models import Branch, Repo
+from db.users import BranchQuotaExceeded, check_branch_quota
 from gitops.names import generate_branch_name
 from gitops.refs import InvalidRefName, validate_branch_name
 from gitops.remote import GitRemoteError, existing_branches
@@ -45,6 +48,12 @@ def branch_out(branch: Branch, snapshot: BranchSnapshot | None = None) -> Branch
         status_detail=branch.status_detail,
         loop_enabled=branch.loop_enabled,
         loop_max_iterations=branch.loop_max_iterations,
+        pushed_sha=branch.pushed_sha,
+        pull_request=PullRequestOut(
+            number=branch.pull_request_number, url=branch.pull_request_url, created=False
+        )
+        if branch.pull_request_url and branch.pull_request_number
+        else None,
         created_at=branch.created_at,
     )
     if snapshot is not None:
@@ -65,8 +74,13 @@ async def create_branch(
     scope: ScopeDep,
     settings: SettingsDep,
     temporal: TemporalDep,
+    state: StateDep,
 ) -> BranchOut:
     repo = await scope.get(Repo, repo_id)
+    try:
+        await check_branch_quota(scope.session, scope.user_id)
+    except BranchQuotaExceeded as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
     try:
         name = validate_branch_name(body.name) if body.name is not None else generate_branch_name()
         base = validate_branch_name(body.base_branch or repo.default_branch)
@@ -87,7 +101,11 @@ async def create_branch(
 
     try:
         on_remote = await existing_branches(
-            repo.url, base, name, timeout=settings.git_timeout_seconds
+            repo.url,
+            base,
+            name,
+            credentials=await git_credentials_for(state, scope.user_id, repo.github_full_name),
+            timeout=settings.git_timeout_seconds,
         )
     except GitRemoteError as exc:
         raise _unprocessable(str(exc)) from exc

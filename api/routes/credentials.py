@@ -40,6 +40,10 @@ async def put_credential(
         "ciphertext": sealed.ciphertext,
         "last4": body.api_key[-4:],
         "base_url": str(body.base_url) if body.base_url else None,
+        # A key set by hand does not expire: drop what a previous OAuth token left behind.
+        "expires_at": None,
+        "refresh_ciphertext": None,
+        "refresh_expires_at": None,
     }
     row = await scope.session.scalar(
         insert(Credential)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 from sqlalchemy import delete
 
 from api.deps import CurrentUser, ScopeDep, SessionDep
@@ -14,8 +14,10 @@ router = APIRouter(tags=["me"])
 
 
 @router.get("/me", response_model=UserOut)
-async def read_me(user: CurrentUser) -> UserOut:
-    return UserOut.model_validate(user)
+async def read_me(user: CurrentUser, request: Request) -> UserOut:
+    out = UserOut.model_validate(user)
+    out.auth_method = getattr(request.state, "auth_method", None)
+    return out
 
 
 @router.post("/tokens", status_code=status.HTTP_201_CREATED, response_model=TokenCreated)

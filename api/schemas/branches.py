@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from api.schemas.git import PullRequestOut
 from api.schemas.loops import LoopSummary
 from workflows.types import BranchStatus, SandboxState
 
@@ -50,4 +51,8 @@ class BranchOut(BaseModel):
     loop_max_iterations: int | None
     sandbox: SandboxOut | None = None
     loop: LoopSummary | None = Field(default=None, description="The latest loop run, if any")
+    pushed_sha: str | None = Field(
+        default=None, description="What the remote held for this branch after our last push"
+    )
+    pull_request: PullRequestOut | None = None
     created_at: datetime

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -20,6 +20,9 @@ class RepoPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     position: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    push_enabled: bool | None = Field(
+        default=None, description="Push the branch after every turn that committed."
+    )
     env: (
         Annotated[
             dict[EnvName, EnvValue | None],
@@ -37,6 +40,24 @@ class RepoOut(BaseModel):
     name: str
     url: str
     default_branch: str
+    github_full_name: str | None = Field(description="owner/name when the repository is on GitHub")
+    push_enabled: bool
     position: int
     env_keys: list[str]
     created_at: datetime
+
+
+class RemoteBranchOut(BaseModel):
+    name: str
+    sha: str
+    protected: bool | None = Field(description="known for GitHub repositories only")
+
+
+class RemoteBranchPage(BaseModel):
+    items: list[RemoteBranchOut]
+    page: int
+    per_page: int
+    has_next: bool
+    source: Literal["github", "git"] = Field(
+        description="GitHub's API, or `git ls-remote` of the repository URL"
+    )

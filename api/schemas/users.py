@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -14,8 +14,21 @@ class UserOut(BaseModel):
     login: str
     name: str | None
     email: str | None
+    avatar_url: str | None
     is_admin: bool
+    branch_quota: int | None = Field(description="most branches at once; null is unlimited")
+    auth_method: Literal["token", "session", "local"] | None = Field(
+        default=None, description="how this request was authenticated"
+    )
     created_at: datetime
+
+
+class AuthConfigOut(BaseModel):
+    mode: Literal["local", "github", "dev"] = Field(
+        description="local: no sign-in; github: GitHub OAuth; dev: signs in GITHUB_PAT's owner"
+    )
+    login_url: str
+    logout_url: str
 
 
 class TokenCreate(BaseModel):

@@ -10,6 +10,9 @@ async def test_local_mode_request_is_local_admin(api: httpx.AsyncClient) -> None
     assert response.status_code == 200
     assert response.json()["login"] == "local"
     assert response.json()["is_admin"] is True
+    assert response.json()["auth_method"] == "local"
+    assert response.json()["branch_quota"] is None
+    assert response.json()["avatar_url"] is None
 
 
 async def test_bearer_token_identifies_user(api: httpx.AsyncClient, alice: Caller) -> None:
@@ -17,6 +20,7 @@ async def test_bearer_token_identifies_user(api: httpx.AsyncClient, alice: Calle
     assert response.status_code == 200
     assert response.json()["login"] == "alice"
     assert response.json()["is_admin"] is False
+    assert response.json()["auth_method"] == "token"
 
 
 async def test_invalid_or_malformed_token_is_401_even_in_local_mode(api: httpx.AsyncClient) -> None:

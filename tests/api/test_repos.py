@@ -70,3 +70,11 @@ async def test_order_and_env(api: httpx.AsyncClient, tmp_path: Path, git_remote:
     deleted = await api.delete(f"/api/repos/{ids[1]}")
     assert deleted.status_code == 204
     assert (await api.get(f"/api/repos/{ids[1]}")).status_code == 404
+
+
+async def test_push_can_be_switched_off(api: httpx.AsyncClient, git_remote: Path) -> None:
+    repo = (await api.post("/api/repos", json={"url": str(git_remote)})).json()
+    assert (repo["push_enabled"], repo["github_full_name"]) == (True, None)
+    patched = await api.patch(f"/api/repos/{repo['id']}", json={"push_enabled": False})
+    assert patched.status_code == 200
+    assert (await api.get(f"/api/repos/{repo['id']}")).json()["push_enabled"] is False

@@ -23,6 +23,7 @@ BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("DELETE", "/api/repos/{repo_id}"): None,
     ("POST", "/api/repos/{repo_id}/branches"): {"name": "bob-branch"},
     ("GET", "/api/repos/{repo_id}/branches"): None,
+    ("GET", "/api/repos/{repo_id}/remote-branches"): None,
     ("GET", "/api/branches/{branch_id}"): None,
     ("PATCH", "/api/branches/{branch_id}"): {"agent": "codex", "loop_enabled": True},
     ("DELETE", "/api/branches/{branch_id}"): None,
@@ -33,6 +34,11 @@ BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("POST", "/api/branches/{branch_id}/loops"): {"prompt": "go"},
     ("GET", "/api/loops/{loop_id}"): None,
     ("POST", "/api/loops/{loop_id}/stop"): None,
+    ("GET", "/api/branches/{branch_id}/diff"): None,
+    ("GET", "/api/branches/{branch_id}/commits"): None,
+    ("POST", "/api/branches/{branch_id}/push"): {"force_with_lease": True},
+    ("POST", "/api/branches/{branch_id}/pull-request"): {"title": "t", "draft": True},
+    ("POST", "/api/branches/{branch_id}/git/{op}"): {"name": "bob-renamed"},
     ("DELETE", "/api/tokens/{token_id}"): None,
 }
 
@@ -86,6 +92,7 @@ async def test_every_route_hides_other_users_objects(
         "branch_id": branch.json()["id"],
         "token_id": alice_token,
         "loop_id": loop_id,
+        "op": "rename",
     }
 
     # Read from the OpenAPI document: it lists every route the app serves.
@@ -93,8 +100,9 @@ async def test_every_route_hides_other_users_objects(
     routes = [
         (method.upper(), path)
         for path, operations in paths.items()
-        # /api/me/... addresses the caller's own objects by kind, never another user's by id.
-        if "{" in path and not path.startswith("/api/me/")
+        # /api/me/... addresses the caller's own objects by kind, never another user's by id;
+        # /api/github/... names repositories on GitHub, reached with the caller's own token.
+        if "{" in path and not path.startswith(("/api/me/", "/api/github/"))
         for method in operations
     ]
     assert set(routes) == set(BODIES), "add new id-bearing routes to BODIES"

@@ -151,6 +151,26 @@ async def test_read_only_mounts_and_tools_dir(tmp_path: Path) -> None:
         await provider.create(SandboxSpec("bad", readonly_mounts=(str(tmp_path / "nope"),)))
 
 
+async def test_writable_mount_is_writable_and_survives_a_restart(
+    bwrap_provider: LocalSandboxProvider, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared.git"
+    shared.mkdir()
+    provider = bwrap_provider
+    await provider.create(SandboxSpec("rw", writable_mounts=(str(shared),)))
+    try:
+        assert (await provider.exec("rw", ["touch", f"{shared}/from-inside"])).exit_code == 0
+        assert (shared / "from-inside").exists()
+        await provider.stop("rw")
+        await provider.start("rw")
+        assert (await provider.exec("rw", ["touch", f"{shared}/again"])).exit_code == 0
+        assert (shared / "again").exists()
+    finally:
+        await provider.delete("rw")
+    with pytest.raises(ValueError, match="writable mount"):
+        await provider.create(SandboxSpec("bad", writable_mounts=("/dev",)))
+
+
 # -- lifetime -------------------------------------------------------------------------------
 
 

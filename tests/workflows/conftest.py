@@ -36,6 +36,8 @@ class WorkerProcess:
             else "",
             "UPSTREAM_TOOLS_DIR": str(settings.tools_dir),
             "UPSTREAM_TURN_TIMEOUT": str(settings.turn_timeout_seconds),
+            "GITHUB_URL": settings.github_url,
+            "GITHUB_API_URL": settings.github_api_url,
         }
         self._log = log
         self.process: subprocess.Popen[bytes] | None = None

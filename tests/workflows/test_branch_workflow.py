@@ -11,18 +11,25 @@ from collections.abc import Callable
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from gitops.diff import DiffFile, DiffResult
 from workflows.branch import BranchWorkflow
 from workflows.types import (
     BranchRef,
     BranchStatus,
     BranchStatusUpdate,
     BranchWorkflowInput,
+    GitEventRecord,
+    GitOp,
+    GitOpInput,
+    GitOpOutcome,
+    GitOpRequest,
     MessageRequest,
+    PushAfterTurn,
     SandboxReady,
     SandboxState,
     SandboxWatchResult,
@@ -42,6 +49,9 @@ class FakeSandboxActivities:
         self.auto_stop = 600
         self.hold: set[str] = set()  # turns that keep running until released or cancelled
         self.killed: set[str] = set()
+        self.commits: dict[str, str] = {}  # turn id -> the commit its turn reports
+        self.hold_git = asyncio.Event()  # set: git operations wait until it is cleared
+        self.pushes: list[PushAfterTurn] = []
 
     @activity.defn(name="create_sandbox")
     async def create_sandbox(self, ref: BranchRef) -> SandboxReady:
@@ -85,7 +95,7 @@ class FakeSandboxActivities:
             activity.heartbeat()
             await asyncio.sleep(0.05)
         status = TurnStatus.CANCELLED if request.turn_id in self.killed else TurnStatus.SUCCEEDED
-        return TurnResult(request.turn_id, status)
+        return TurnResult(request.turn_id, status, commit_sha=self.commits.get(request.turn_id))
 
     @activity.defn(name="cancel_turn")
     async def cancel_turn(self, request: TurnInput) -> None:
@@ -97,8 +107,35 @@ class FakeSandboxActivities:
     async def close_turns(self, closure: TurnClosure) -> None:
         self.calls.append(f"close:{','.join(closure.turn_ids)}:{closure.status.value}")
 
+    @activity.defn(name="run_git_op")
+    async def run_git_op(self, op_input: GitOpInput) -> GitOpOutcome:
+        self.calls.append(f"git:{op_input.request.op.value}")
+        while self.hold_git.is_set():
+            activity.heartbeat()
+            await asyncio.sleep(0.05)
+        diff = DiffResult(
+            against="main",
+            base_sha="a" * 40,
+            head_sha="b" * 40,
+            files=[DiffFile("x.txt", None, "added", 1, 0, False, [])],
+            truncated=False,
+        )
+        return GitOpOutcome(op_input.request.op, ok=True, message="done", diff=diff)
+
+    @activity.defn(name="push_after_turn")
+    async def push_after_turn(self, push: PushAfterTurn) -> GitOpOutcome:
+        self.pushes.append(push)
+        return GitOpOutcome(GitOp.PUSH, ok=True, message="pushed", sha=push.sha)
+
+    @activity.defn(name="record_git_event")
+    async def record_git_event(self, record: GitEventRecord) -> None:
+        self.calls.append("record-git")
+
     def all(self) -> list[Callable[..., Any]]:
         return [
+            self.run_git_op,
+            self.push_after_turn,
+            self.record_git_event,
             self.create_sandbox,
             self.watch_sandbox,
             self.stop_sandbox,
@@ -284,5 +321,82 @@ async def test_a_stopped_sandbox_starts_again_for_the_next_message(
                 break
             await asyncio.sleep(0.05)
         assert fakes.calls.index("start") < fakes.calls.index("turn:t1")
+        await handle.signal(BranchWorkflow.request_delete)
+        await handle.result()
+
+
+async def test_git_operations_start_a_stopped_sandbox_and_hold_off_the_idle_timer(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeSandboxActivities()
+    fakes.auto_stop = 2
+    worker, handle = await _start(temporal_env, fakes)
+    async with worker:
+        await _until(handle, BranchStatus.STOPPED)
+        outcome = await handle.execute_update(
+            BranchWorkflow.git_operation, GitOpRequest(GitOp.DIFF)
+        )
+        assert outcome.ok and outcome.diff is not None
+        assert outcome.diff.files[0].path == "x.txt"
+        assert (
+            fakes.calls.index("stop") < fakes.calls.index("start") < fakes.calls.index("git:diff")
+        )
+
+        # A slow operation outlasts the idle interval: the sandbox is not stopped under it.
+        fakes.hold_git.set()
+        slow = asyncio.create_task(
+            handle.execute_update(BranchWorkflow.git_operation, GitOpRequest(GitOp.PUSH))
+        )
+        await asyncio.sleep(3.5)
+        assert fakes.calls.count("stop") == 1
+        fakes.hold_git.clear()
+        assert (await slow).ok
+        await _until(handle, BranchStatus.STOPPED)
+        assert fakes.calls.count("stop") == 2
+        await handle.signal(BranchWorkflow.request_delete)
+        await handle.result()
+
+
+async def test_rewrites_are_refused_during_a_turn_and_turns_with_commits_are_pushed(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    fakes = FakeSandboxActivities()
+    worker, handle = await _start(temporal_env, fakes)
+    async with worker:
+        await _until(handle, BranchStatus.IDLE)
+        turn = str(uuid.uuid4())
+        fakes.hold.add(turn)
+        fakes.commits[turn] = "c" * 40
+        await handle.execute_update(
+            BranchWorkflow.send_message, MessageRequest(turn, str(uuid.uuid4()))
+        )
+        await _until(handle, BranchStatus.RUNNING)
+        try:
+            await handle.execute_update(BranchWorkflow.git_operation, GitOpRequest(GitOp.REBASE))
+        except WorkflowUpdateFailedError as exc:
+            assert isinstance(exc.cause, ApplicationError)
+            assert exc.cause.type == "BranchBusy"
+        else:
+            raise AssertionError("a rebase during a turn was accepted")
+        read = await handle.execute_update(BranchWorkflow.git_operation, GitOpRequest(GitOp.DIFF))
+        assert read.ok  # reads do not wait for the turn
+
+        fakes.hold.discard(turn)
+        await _until(handle, BranchStatus.IDLE)
+        assert [(p.turn_id, p.sha) for p in fakes.pushes] == [(turn, "c" * 40)]
+        untouched = str(uuid.uuid4())  # a turn that changed nothing is not pushed
+        await handle.execute_update(
+            BranchWorkflow.send_message, MessageRequest(untouched, str(uuid.uuid4()))
+        )
+        for _ in range(100):
+            if f"turn:{untouched}" in fakes.calls:
+                break
+            await asyncio.sleep(0.05)
+        await _until(handle, BranchStatus.IDLE)
+        assert len(fakes.pushes) == 1
+        rebased = await handle.execute_update(
+            BranchWorkflow.git_operation, GitOpRequest(GitOp.REBASE)
+        )
+        assert rebased.ok
         await handle.signal(BranchWorkflow.request_delete)
         await handle.result()

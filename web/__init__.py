@@ -1,0 +1,1 @@
+"""The browser client: static files served by the API itself (no build step, no CDN)."""
