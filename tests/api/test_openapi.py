@@ -24,8 +24,12 @@ async def test_openapi_document_lists_the_contract(api: httpx.AsyncClient) -> No
         assert methods <= set(paths[path]), path
 
 
-async def test_root_points_at_the_api_reference(api: httpx.AsyncClient) -> None:
+async def test_root_serves_the_web_client_under_a_strict_policy(api: httpx.AsyncClient) -> None:
     response = await api.get("/")
-    assert response.status_code == 307
-    assert response.headers["location"] == "/docs"
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Upstream Agents" in response.text
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "default-src 'self'" in policy
     assert (await api.get("/docs")).status_code == 200
+    assert (await api.get("/static/does-not-exist.js")).status_code == 404
