@@ -22,9 +22,11 @@ from datetime import datetime
 from typing import Any, cast
 
 from api.schemas.messages import (
+    MAX_NOTICES,
     AssistantMessageOut,
     ContentBlock,
     ErrorBlock,
+    NoticeOut,
     TextBlock,
     ToolCallBlock,
     ToolResult,
@@ -160,10 +162,25 @@ async def load_transcript(scope: OwnerScope, branch_id: uuid.UUID) -> Transcript
         fold = folds.get(turn_id) if turn_id is not None else None
         if fold is not None:
             fold.add(seq, kind, payload)
+    notices = await scope.session.execute(
+        scope.select(Event)
+        .with_only_columns(Event.seq, Event.kind, Event.payload, Event.created_at)
+        .where(
+            Event.branch_id == branch.id,
+            Event.seq <= cursor,
+            Event.kind.in_(("git", "loop")),
+        )
+        .order_by(Event.seq.desc())
+        .limit(MAX_NOTICES)
+    )
     return TranscriptOut(
         branch_id=branch.id,
         last_event_seq=cursor,
         messages=_entries(messages, turns, folds),
+        notices=[
+            NoticeOut(seq=seq, type=kind, data=payload, created_at=created_at)
+            for seq, kind, payload, created_at in reversed(notices.all())
+        ],
     )
 
 

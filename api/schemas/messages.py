@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+MAX_NOTICES = 200
+
 TurnStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
@@ -74,6 +76,15 @@ class AssistantMessageOut(BaseModel):
 TranscriptEntry = Annotated[UserMessageOut | AssistantMessageOut, Field(discriminator="role")]
 
 
+class NoticeOut(BaseModel):
+    """A branch-level event shown between messages: a push, a git operation, a loop start/end."""
+
+    seq: int
+    type: Literal["git", "loop"]
+    data: dict[str, Any]
+    created_at: datetime
+
+
 class TranscriptOut(BaseModel):
     branch_id: uuid.UUID
     last_event_seq: int = Field(
@@ -83,3 +94,8 @@ class TranscriptOut(BaseModel):
         )
     )
     messages: list[TranscriptEntry]
+    notices: list[NoticeOut] = Field(
+        default_factory=list,
+        description=f"The latest {MAX_NOTICES} git and loop events up to last_event_seq, "
+        "oldest first",
+    )

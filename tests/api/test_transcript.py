@@ -156,6 +156,7 @@ async def test_transcript_rebuilds_assistant_blocks_from_the_event_log(
         ],
     )
     await _append(sessions, branch_id, None, [("status", {"status": "idle", "detail": None})])
+    await _append(sessions, branch_id, None, [("git", {"op": "push", "ok": True, "sha": "abc1"})])
     await _append(
         sessions,
         branch_id,
@@ -174,7 +175,11 @@ async def test_transcript_rebuilds_assistant_blocks_from_the_event_log(
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["branch_id"] == str(branch_id)
-    assert body["last_event_seq"] == 20
+    assert body["last_event_seq"] == 21
+    # Pushes and loop runs come back too, so a reloaded conversation still shows them.
+    [notice] = body["notices"]
+    assert (notice["seq"], notice["type"]) == (15, "git")
+    assert notice["data"] == {"op": "push", "ok": True, "sha": "abc1"}
     entries = body["messages"]
     assert [(e["role"], e.get("content"), e["turn_id"]) for e in entries] == [
         ("user", "fix it", str(t1)),
@@ -261,7 +266,12 @@ async def test_empty_branch_and_other_users(
 ) -> None:
     _, branch_id = await _branch(sessions, "alice")
     empty = await api.get(f"/api/branches/{branch_id}/messages", headers=alice.headers)
-    assert empty.json() == {"branch_id": str(branch_id), "last_event_seq": 0, "messages": []}
+    assert empty.json() == {
+        "branch_id": str(branch_id),
+        "last_event_seq": 0,
+        "messages": [],
+        "notices": [],
+    }
     hidden = await api.get(f"/api/branches/{branch_id}/messages", headers=bob.headers)
     assert hidden.status_code == 404
 

@@ -304,3 +304,13 @@ async def test_pull_request_against_github(stack: Stack, pages: Pages) -> None:
     assert shown["url"] == pulls[0]["html_url"]
     messages = await transcript(stack, branch["id"])
     assert [m["role"] for m in messages] == ["user", "assistant"]
+
+    # The push after the turn and the pull request stay in the conversation after a reload,
+    # each shown once.
+    await page.reload()
+    conversation = page.get_by_role("region", name="Conversation")
+    await expect(agent_articles(page).last).to_contain_text("Done.")
+    pushed = conversation.locator(".system-line", has_text=re.compile(r"pushed \w+ to web/pr"))
+    await expect(pushed).to_have_count(1)
+    opened = conversation.locator(".system-line", has_text="opened pull request #1")
+    await expect(opened).to_have_count(1)

@@ -745,8 +745,9 @@ export function mountChat(container, initialBranch, callbacks = {}) {
     turn.usage = u;
   }
 
-  function systemLine(text, kind = "info", extra = null) {
-    const line = h("div", { class: ["system-line", `system-${kind}`], role: kind === "error" ? "alert" : null },
+  function systemLine(text, kind = "info", extra = null, live = true) {
+    // Lines replayed from the transcript are history: only a live failure is announced.
+    const line = h("div", { class: ["system-line", `system-${kind}`], role: kind === "error" && live ? "alert" : null },
       h("span", { class: "system-icon", "aria-hidden": "true", text: kind === "error" ? "!" : kind === "loop" ? "↻" : "⎇" }),
       h("span", { class: "system-text", text }),
       extra,
@@ -761,7 +762,17 @@ export function mountChat(container, initialBranch, callbacks = {}) {
     userByTurn.clear();
     turns.clear();
     const queued = [];
+    // Pushes, git operations and loop runs sit between the messages, in time order.
+    const notices = [...(transcript.notices || [])];
+    const flushNotices = (until) => {
+      while (notices.length && (until === null || Date.parse(notices[0].created_at) <= Date.parse(until))) {
+        const notice = notices.shift();
+        if (notice.type === "git") gitLine(notice.data, false);
+        else if (notice.type === "loop") loopLine(notice.data, false);
+      }
+    };
     for (const entry of transcript.messages || []) {
+      if (entry.role === "user") flushNotices(entry.created_at);
       if (entry.role === "user") {
         addUserMessage(entry);
         continue;
@@ -794,6 +805,7 @@ export function mountChat(container, initialBranch, callbacks = {}) {
       turn.finished = entry.status === "succeeded" && (fullText.trim().toLowerCase() === "finished" || fullText.includes("FINISHED"));
       renderFoot(turn);
     }
+    flushNotices(null);
     for (const id of queued) markQueued(id, true);
     if (!log.children.length) renderEmptyConversation();
     scrollToBottom();
@@ -945,6 +957,14 @@ export function mountChat(container, initialBranch, callbacks = {}) {
   }
 
   function onGit(data) {
+    gitLine(data, true);
+    const op = String(data.op || "git");
+    if (data.pull_request || data.branch_name || ["rename", "pull-request", "delete-remote", "push"].includes(op)) {
+      callbacks.onBranchChanged?.();
+    }
+  }
+
+  function gitLine(data, live) {
     const op = String(data.op || "git");
     if (data.ok) {
       let text = data.message || `${op} done`;
@@ -955,16 +975,13 @@ export function mountChat(container, initialBranch, callbacks = {}) {
           extra = h("a", { href, target: "_blank", rel: "noopener noreferrer", class: "system-link" }, `Pull request #${data.pull_request.number}`, h("span", { class: "sr-only", text: " (opens in a new tab)" }));
         }
       }
-      systemLine(text, "git", extra);
+      systemLine(text, "git", extra, live);
     } else {
       const what = { push: "Push failed", "pull-request": "Pull request failed", merge: "Merge failed", rebase: "Rebase failed", reset: "Reset failed", tag: "Tag failed", rename: "Rename failed", "delete-remote": "Deleting the remote branch failed" }[op] || `${op} failed`;
       const conflicts = Array.isArray(data.conflicts) && data.conflicts.length
         ? h("span", { class: "system-detail", text: ` Conflicts: ${data.conflicts.slice(0, 20).join(", ")}${data.conflicts.length > 20 ? ", …" : ""}` })
         : null;
-      systemLine(`${what}: ${data.message || "unknown error"}`, "error", conflicts);
-    }
-    if (data.pull_request || data.branch_name || ["rename", "pull-request", "delete-remote", "push"].includes(op)) {
-      callbacks.onBranchChanged?.();
+      systemLine(`${what}: ${data.message || "unknown error"}`, "error", conflicts, live);
     }
   }
 
@@ -977,15 +994,20 @@ export function mountChat(container, initialBranch, callbacks = {}) {
       max_iterations: Number(data.max_iterations) || prev?.max_iterations || 0,
       stop_reason: data.phase === "stopped" ? data.reason : null,
     };
-    if (data.phase === "started") {
-      storage.set(LOOP_DISMISSED_KEY(branch.id), null);
-      systemLine(`Loop started: up to ${loopState.max_iterations} iterations.`, "loop");
-    } else if (data.phase === "stopped") {
-      const n = loopState.iterations;
-      systemLine(`Loop ended after ${n} iteration${n === 1 ? "" : "s"}: ${stopReasonText(data.reason)}.`, "loop");
-      announce(`Loop ended: ${stopReasonText(data.reason)}.`);
-    }
+    if (data.phase === "started") storage.set(LOOP_DISMISSED_KEY(branch.id), null);
+    loopLine(data, true);
+    if (data.phase === "stopped") announce(`Loop ended: ${stopReasonText(data.reason)}.`);
     renderLoop();
+  }
+
+  function loopLine(data, live) {
+    if (data.phase === "started") {
+      const max = Number(data.max_iterations) || 0;
+      systemLine(max ? `Loop started: up to ${max} iterations.` : "Loop started.", "loop", null, live);
+    } else if (data.phase === "stopped") {
+      const n = Number(data.iteration) || 0;
+      systemLine(`Loop ended after ${n} iteration${n === 1 ? "" : "s"}: ${stopReasonText(data.reason)}.`, "loop", null, live);
+    }
   }
 
   // ---- load ----
