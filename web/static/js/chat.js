@@ -126,6 +126,9 @@ export function mountChat(container, initialBranch, callbacks = {}) {
   const userByTurn = new Map(); // turn id → message id
   const turns = new Map(); // turn id → turn state
   const pendingSends = new Set(); // promises of POSTs in flight
+  // Messages sent from this page, until a loaded transcript is known to hold them: a
+  // transcript fetched before a send must not wipe that message off the page.
+  const localSends = new Map(); // article -> { messageId, turnId, queued }
   const dirty = new Set();
   let frame = 0;
 
@@ -257,6 +260,7 @@ export function mountChat(container, initialBranch, callbacks = {}) {
     if (!existing) {
       dropEmptyNote();
       withScroll(() => log.appendChild(article), true);
+      localSends.set(article, { messageId: null, turnId: null, queued: false });
     }
     const request = api("POST", `/api/branches/${seg(branch.id)}/messages`, { content, idempotency_key: key });
     const pending = request.then(
@@ -265,6 +269,12 @@ export function mountChat(container, initialBranch, callbacks = {}) {
         const entry = { article, queued: false };
         userMessages.set(accepted.message_id, entry);
         userByTurn.set(accepted.turn_id, accepted.message_id);
+        const local = localSends.get(article);
+        if (local) {
+          local.messageId = accepted.message_id;
+          local.turnId = accepted.turn_id;
+          local.queued = accepted.queue_position > 0;
+        }
         if (turns.has(accepted.turn_id)) setUserLabel(article, null);
         else if (accepted.queue_position > 0) markQueued(accepted.message_id, true);
         else setUserLabel(article, null);
@@ -513,6 +523,21 @@ export function mountChat(container, initialBranch, callbacks = {}) {
     const label = article.querySelector(".message-label");
     label.textContent = text || "";
     label.className = `message-label${text ? ` pill pill-${kind}` : ""}`;
+  }
+
+  function keepLocalSends(transcript) {
+    const known = new Set((transcript.messages || []).filter((m) => m.role === "user").map((m) => m.id));
+    for (const [article, local] of localSends) {
+      if (local.messageId && known.has(local.messageId)) {
+        localSends.delete(article);
+        continue;
+      }
+      log.appendChild(article);
+      if (!local.messageId) continue; // still being sent: its answer registers it
+      userMessages.set(local.messageId, { article, queued: false });
+      userByTurn.set(local.turnId, local.messageId);
+      if (local.queued && !turns.has(local.turnId)) markQueued(local.messageId, true);
+    }
   }
 
   function addUserMessage(entry) {
@@ -807,6 +832,7 @@ export function mountChat(container, initialBranch, callbacks = {}) {
     }
     flushNotices(null);
     for (const id of queued) markQueued(id, true);
+    keepLocalSends(transcript);
     if (!log.children.length) renderEmptyConversation();
     scrollToBottom();
   }
