@@ -7,12 +7,8 @@ address the UI only by the accessible names agreed with the web client (see the 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -41,7 +37,7 @@ from security.crypto import generate_key
 from tests.conftest import _git, free_port
 from tests.fakes.github import FakeGitHub
 from tests.fakes.model_server import FakeModelServer
-from tests.workflows.conftest import TOOLS_DIR, WorkerProcess
+from tests.workflows.conftest import TOOLS_DIR, ServiceProcess, WorkerProcess
 from tests.workflows.helpers import wait_for_status
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,54 +80,6 @@ SHOTS: list[Path] = []
 # --- the live stack ------------------------------------------------------------------------
 
 
-class ApiProcess:
-    """`upstream api` as a child process, reached by the browser over real HTTP."""
-
-    def __init__(self, settings: Settings, log: Path) -> None:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            # Any of these would turn local mode (the browser is the local admin) off.
-            if k not in ("GITHUB_PAT", "GITHUB_CLIENT_ID", "GITHUB_CLIENT_SECRET")
-        }
-        self._env = {
-            **env,
-            "DATABASE_URL": settings.require_database_url(),
-            "TEMPORAL_ADDRESS": settings.require_temporal_address(),
-            "UPSTREAM_DATA_DIR": str(settings.data_dir),
-            "UPSTREAM_TASK_QUEUE": settings.task_queue,
-            "ENCRYPTION_KEY": settings.encryption_key.get_secret_value()
-            if settings.encryption_key
-            else "",
-            "UPSTREAM_TOOLS_DIR": str(settings.tools_dir),
-            "UPSTREAM_HOST": settings.host,
-            "UPSTREAM_PORT": str(settings.port),
-            "GITHUB_URL": settings.github_url,
-            "GITHUB_API_URL": settings.github_api_url,
-        }
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "cli", "api"],
-                cwd=ROOT,
-                env=self._env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 @dataclass
 class Stack:
     url: str
@@ -160,7 +108,7 @@ def _admin_url(server_url: str) -> str:
     return _libpq(server_url.rpartition("/")[0] + "/postgres")
 
 
-async def _wait_healthy(url: str, api: ApiProcess, timeout: float = 60) -> None:
+async def _wait_healthy(url: str, api: ServiceProcess, timeout: float = 60) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     last = "no answer"
     async with httpx.AsyncClient(base_url=url, timeout=5) as client:
@@ -217,7 +165,7 @@ async def stack(
     ).model_copy(update={"tools_dir_override": TOOLS_DIR})  # agent CLIs, shared by all runs
     settings.data_dir.mkdir(parents=True)
     url = f"http://127.0.0.1:{settings.port}"
-    api_process = ApiProcess(settings, scratch / "api.log")
+    api_process = ServiceProcess("api", settings, scratch / "api.log")
     worker = WorkerProcess(settings, scratch / "worker.log")
     client = httpx.AsyncClient(base_url=url, timeout=30)
     try:

@@ -21,12 +21,20 @@ TOOLS_DIR = Path(os.environ.get("UPSTREAM_TOOLS_DIR", Path.home() / ".cache" / "
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class WorkerProcess:
-    """`upstream worker` as a child process, so it can be SIGKILLed like a crashed host."""
+class ServiceProcess:
+    """`upstream <command>` (worker, api) as a child process configured from `settings`, so
+    it can be SIGKILLed like a crashed host."""
 
-    def __init__(self, settings: Settings, log: Path) -> None:
+    def __init__(self, command: str, settings: Settings, log: Path) -> None:
+        inherited = {
+            k: v
+            for k, v in os.environ.items()
+            # Any of these would turn local mode (the caller is the local admin) off.
+            if k not in ("GITHUB_PAT", "GITHUB_CLIENT_ID", "GITHUB_CLIENT_SECRET")
+        }
+        self._command = command
         self._env = {
-            **os.environ,
+            **inherited,
             "DATABASE_URL": settings.require_database_url(),
             "TEMPORAL_ADDRESS": settings.require_temporal_address(),
             "UPSTREAM_DATA_DIR": str(settings.data_dir),
@@ -36,16 +44,18 @@ class WorkerProcess:
             else "",
             "UPSTREAM_TOOLS_DIR": str(settings.tools_dir),
             "UPSTREAM_TURN_TIMEOUT": str(settings.turn_timeout_seconds),
+            "UPSTREAM_HOST": settings.host,
+            "UPSTREAM_PORT": str(settings.port),
             "GITHUB_URL": settings.github_url,
             "GITHUB_API_URL": settings.github_api_url,
         }
-        self._log = log
+        self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        with self._log.open("ab") as log:
+        with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cli", "worker"],
+                [sys.executable, "-m", "cli", self._command],
                 cwd=ROOT,
                 env=self._env,
                 stdout=log,
@@ -65,6 +75,11 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+class WorkerProcess(ServiceProcess):
+    def __init__(self, settings: Settings, log: Path) -> None:
+        super().__init__("worker", settings, log)
 
 
 @pytest.fixture
