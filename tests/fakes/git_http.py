@@ -28,11 +28,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.http_server import BackgroundHTTPServer
 
 log = logging.getLogger(__name__)
 
@@ -451,41 +452,13 @@ class GitBackend:
         return _parse_cgi(result.stdout)
 
 
-class GitHttpServer:
+class GitHttpServer(BackgroundHTTPServer):
     """Bare repositories under root/<owner>/<name>.git served over smart HTTP."""
 
     def __init__(self, root: Path) -> None:
         self.backend = GitBackend(root)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self.backend))
-        self._httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
-        host, port = self._httpd.server_address[:2]
-        self.url = f"http://{host!s}:{port}"
+        super().__init__(_handler_for(self.backend), name="fake-git-http")
         self.backend.base_url = self.url
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, args=(0.05,), name="fake-git-http", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._httpd.server_close()
-
-    def __enter__(self) -> GitHttpServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc: type[BaseException] | None, val: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     @property
     def requests(self) -> list[GitRequest]:

@@ -24,9 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
@@ -38,6 +36,7 @@ from tests.fakes.git_http import (
     basic_password,
     read_body,
 )
+from tests.fakes.http_server import BackgroundHTTPServer
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +170,7 @@ def _validation(*errors: dict[str, str]) -> _Reply:
     return _error(422, "Validation Failed", errors=list(errors))
 
 
-class FakeGitHub:
+class FakeGitHub(BackgroundHTTPServer):
     """`with FakeGitHub(tmp_path) as github:` web origin `github.url`, REST at `github.api_url`."""
 
     def __init__(self, root: Path) -> None:
@@ -189,40 +188,10 @@ class FakeGitHub:
         self._signed_in: str | None = None
         self._deny_next = False
         self._ids = iter(range(1001, 10**9))
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
-        host, port = self._httpd.server_address[:2]
-        self.url = f"http://{host!s}:{port}"
+        super().__init__(_handler_for(self), name="fake-github")
         self.api_url = f"{self.url}/api/v3"
         self.git.base_url = self.url
         self.git.on_request = self._on_git
-
-    # --- lifecycle ----------------------------------------------------------------------------
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, args=(0.05,), name="fake-github", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._httpd.server_close()
-
-    def __enter__(self) -> FakeGitHub:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc: type[BaseException] | None, val: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     @property
     def git_requests(self) -> list[GitRequest]:

@@ -19,12 +19,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import PurePosixPath
-from types import TracebackType
 from typing import Any
 
 from tests.fakes import openai_chat, openai_responses
+from tests.fakes.http_server import BackgroundHTTPServer
 
 MODEL = "claude-fake-1"
 DEFAULT_TRIGGER = re.compile(r"create the file (\S+) with (.+)", re.DOTALL)
@@ -64,7 +64,7 @@ def _has_block(message: dict[str, Any], kind: str) -> bool:
     return isinstance(content, list) and any(b.get("type") == kind for b in content)
 
 
-class FakeModelServer:
+class FakeModelServer(BackgroundHTTPServer):
     """`with FakeModelServer() as server:` point ANTHROPIC_BASE_URL at `server.base_url`."""
 
     def __init__(
@@ -87,25 +87,11 @@ class FakeModelServer:
         self.forced_error: tuple[int, str, str] | None = None
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+        super().__init__(_handler_for(self), name="fake-model")
 
     @property
     def base_url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> FakeModelServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc: type[BaseException] | None, val: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        return self.url
 
     @property
     def requests(self) -> list[RecordedRequest]:
