@@ -120,19 +120,35 @@ async def _clear_leftovers(repo: SandboxRepo, target_ref: str) -> None:
 # -- merges and rebase ----------------------------------------------------------------------
 
 
-async def merge_base_into_branch(repo: SandboxRepo, base: str) -> MergeResult:
-    """Merge `origin/<base>` into the checked-out branch (fast-forward when possible)."""
+@dataclass(frozen=True)
+class _Onto:
+    target: str  # origin/<base>, as fetched now
+    fast_forward: bool  # HEAD is an ancestor of target
+    branch: str
+
+
+async def _onto_base(repo: SandboxRepo, base: str, action: str) -> _Onto | MergeResult:
+    """What merging or rebasing onto `origin/<base>` starts from: a clean tree, the base
+    fetched, and an `up-to-date` answer when there is nothing to do (a retried call)."""
     check_branch(base, "base branch")
     tracking = f"refs/remotes/origin/{base}"
     await _clear_leftovers(repo, tracking)
-    await _require_clean(repo, f"merge {base}")
+    await _require_clean(repo, action)
     await repo.fetch_branches(base)
     target = await _resolved(repo, tracking)
     head = await repo.head()
     if await repo.is_ancestor(target, head):
         return MergeResult("up-to-date", head)
     fast_forward = await repo.is_ancestor(head, target)
-    branch = await repo.current_branch() or "HEAD"
+    return _Onto(target, fast_forward, await repo.current_branch() or "HEAD")
+
+
+async def merge_base_into_branch(repo: SandboxRepo, base: str) -> MergeResult:
+    """Merge `origin/<base>` into the checked-out branch (fast-forward when possible)."""
+    onto = await _onto_base(repo, base, f"merge {base}")
+    if isinstance(onto, MergeResult):
+        return onto
+    target, fast_forward, branch = onto.target, onto.fast_forward, onto.branch
     what = f"merging {base} into {branch}"
     args = (
         "merge", "--ff", "--no-edit", "--no-verify", "--no-autostash",
@@ -152,17 +168,10 @@ async def merge_base_into_branch(repo: SandboxRepo, base: str) -> MergeResult:
 
 async def rebase_onto_base(repo: SandboxRepo, base: str) -> MergeResult:
     """Rebase the checked-out branch onto `origin/<base>`."""
-    check_branch(base, "base branch")
-    tracking = f"refs/remotes/origin/{base}"
-    await _clear_leftovers(repo, tracking)
-    await _require_clean(repo, f"rebase onto {base}")
-    await repo.fetch_branches(base)
-    target = await _resolved(repo, tracking)
-    head = await repo.head()
-    if await repo.is_ancestor(target, head):
-        return MergeResult("up-to-date", head)
-    fast_forward = await repo.is_ancestor(head, target)
-    branch = await repo.current_branch() or "HEAD"
+    onto = await _onto_base(repo, base, f"rebase onto {base}")
+    if isinstance(onto, MergeResult):
+        return onto
+    target, fast_forward, branch = onto.target, onto.fast_forward, onto.branch
     args = (
         "rebase", "--no-verify", "--no-autostash", "--no-autosquash", "--no-update-refs",
         target,
