@@ -452,77 +452,14 @@ class GitBackend:
         return _parse_cgi(result.stdout)
 
 
-class GitHttpServer(BackgroundHTTPServer):
-    """Bare repositories under root/<owner>/<name>.git served over smart HTTP."""
+class GitHttpServer(GitBackend, BackgroundHTTPServer):
+    """Bare repositories under root/<owner>/<name>.git served over smart HTTP: a `GitBackend`
+    with a server of its own."""
 
     def __init__(self, root: Path) -> None:
-        self.backend = GitBackend(root)
-        super().__init__(_handler_for(self.backend), name="fake-git-http")
-        self.backend.base_url = self.url
-
-    @property
-    def requests(self) -> list[GitRequest]:
-        return self.backend.requests
-
-    @property
-    def on_request(self) -> Callable[[GitRequest], None] | None:
-        return self.backend.on_request
-
-    @on_request.setter
-    def on_request(self, callback: Callable[[GitRequest], None] | None) -> None:
-        self.backend.on_request = callback
-
-    def add_token(self, token: str, login: str) -> None:
-        self.backend.add_token(token, login)
-
-    def revoke_token(self, token: str) -> None:
-        self.backend.revoke_token(token)
-
-    def grant(self, owner: str, name: str, login: str) -> None:
-        self.backend.grant(owner, name, login)
-
-    def create_repo(
-        self,
-        owner: str,
-        name: str,
-        *,
-        default_branch: str = "main",
-        files: Mapping[str, str | bytes] | None = None,
-        branches: Iterable[str] = (),
-        private: bool = True,
-    ) -> str:
-        return self.backend.create_repo(
-            owner,
-            name,
-            default_branch=default_branch,
-            files=files,
-            branches=branches,
-            private=private,
-        )
-
-    def clone_url(self, owner: str, name: str) -> str:
-        return self.backend.clone_url(owner, name)
-
-    def repo_path(self, owner: str, name: str) -> Path:
-        return self.backend.repo_path(owner, name)
-
-    def commit_to(
-        self,
-        owner: str,
-        name: str,
-        branch: str,
-        files: Mapping[str, str | bytes | None],
-        message: str = "upstream change",
-    ) -> str:
-        return self.backend.commit_to(owner, name, branch, files, message)
-
-    def ref_sha(self, owner: str, name: str, ref: str) -> str | None:
-        return self.backend.ref_sha(owner, name, ref)
-
-    def fail_next(
-        self, count: int, *, status: int = 503, service: str = "git-receive-pack"
-    ) -> None:
-        self.backend.fail_next(count, status=status, service=service)
+        GitBackend.__init__(self, root)
+        BackgroundHTTPServer.__init__(self, _handler_for(self), name="fake-git-http")
+        self.base_url = self.url
 
 
 class GitHandler(BaseHTTPRequestHandler):

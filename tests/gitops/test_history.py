@@ -82,7 +82,7 @@ async def test_history_sees_the_base_as_it_is_on_the_remote(workspace: Workspace
     await push_branch(workspace.repo, BRANCH, default_branch=BASE)
     assert [c.sha for c in await branch_history(workspace.repo, BASE)] == [ours]
     # Merged on the remote (a fast-forward of the base, as a pull request can do).
-    workspace.server.backend._git(
+    workspace.server._git(
         workspace.server.repo_path(OWNER, NAME), "update-ref", f"refs/heads/{BASE}", ours
     )
     assert await branch_history(workspace.repo, BASE) == []

@@ -143,7 +143,7 @@ async def test_merge_branch_into_base_pushes_a_merge_without_touching_the_checko
     result = await merge_branch_into_base(workspace.repo, BRANCH, BASE)
     assert result.status == "merged"
     assert workspace.remote_sha(BASE_REF) == result.sha
-    parents = workspace.server.backend._git(
+    parents = workspace.server._git(
         workspace.server.repo_path(OWNER, NAME), "rev-parse", f"{result.sha}^1", f"{result.sha}^2"
     ).split()
     assert parents == [upstream, ours]
@@ -304,7 +304,7 @@ async def test_tag_conflicts_and_bad_names(workspace: Workspace) -> None:
     assert (await create_tag(workspace.repo, "v1", commit=first)).pushed
     # Someone else's tag of the same name on the remote.
     other = workspace.server.commit_to(OWNER, NAME, "develop", {"x.txt": "x\n"})
-    workspace.server.backend._git(
+    workspace.server._git(
         workspace.server.repo_path(OWNER, NAME), "update-ref", "refs/tags/v2", other
     )
     with pytest.raises(GitOpError, match="on the remote"):
